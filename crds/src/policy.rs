@@ -326,7 +326,7 @@ pub struct SecurityArtifactPolicyStatus {
 
 /// A rule that the API server would reject, found when a rule arrives by another
 /// path (policy files, a portal document).
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum SpecError {
     /// No condition and no `blockUnscannedImages`.
     #[error(

@@ -44,6 +44,8 @@ pub struct ImageRef {
     inner: Reference,
     /// `registry/repository`, computed once: scope matchers read it on every admission.
     name: String,
+    /// The whole normalised reference, for the same reason.
+    whole: String,
 }
 
 impl ImageRef {
@@ -83,7 +85,8 @@ impl ImageRef {
             });
         }
         let name = format!("{}/{}", inner.registry(), inner.repository());
-        Ok(ImageRef { inner, name })
+        let whole = inner.whole();
+        Ok(ImageRef { inner, name, whole })
     }
 
     /// Registry host (with port), e.g. `docker.io`, `localhost:5000`.
@@ -99,6 +102,11 @@ impl ImageRef {
     /// Registry and repository path, e.g. `docker.io/library/nginx`.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The whole normalised reference, e.g. `docker.io/library/nginx:latest`.
+    pub fn as_str(&self) -> &str {
+        &self.whole
     }
 
     /// The tag, if any (`latest` when neither tag nor digest was given).
@@ -119,7 +127,7 @@ impl ImageRef {
 
 impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.inner.fmt(f)
+        f.write_str(&self.whole)
     }
 }
 

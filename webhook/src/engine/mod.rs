@@ -1,0 +1,365 @@
+//! The gating engine: pure and synchronous. It takes compiled rules, what is
+//! known about one container's image, and the current time, and returns a
+//! decision with its reasons (DESIGN §3 steps 4–6). No I/O, no clock reads.
+//!
+//! Semantics:
+//! - Applicable rules are the enabled ones whose scope matches, that are not
+//!   exempt (exemptions end at the end of their UTC day) and whose
+//!   `unsupportedRegistries` do not name the image's registry.
+//! - Each applicable rule is walked from its image-level condition
+//!   (`allowedRegistries`), through missing findings (`blockUnscannedImages`),
+//!   then severities Critical → Low (→ Negligible/Unknown for `forbiddenCves`);
+//!   its first fulfilled condition is its violation.
+//! - The image's action is the strictest action of all violated rules: any
+//!   violated `Deny` rule denies. The violation reported first is the most
+//!   severe one, from the strongest priority (Deny before Audit at equal
+//!   priority), then by name.
+//!
+//!   DESIGN §3.4 reads "the first fulfilled condition decides" across rules. Taken
+//!   literally, a weak Audit rule violated at Critical would override a Deny rule
+//!   violated at High, so an image with *more* vulnerabilities would be admitted
+//!   where one with fewer is denied. Portcullis keeps the walk and the priority
+//!   order for what is reported and lets any violated Deny rule deny, which keeps
+//!   the guarantees users rely on: more findings never loosen a decision, and an
+//!   exemption never tightens one.
+//! - Failure classes apply their configured action, but only when some rule
+//!   applies to the image: an image no rule covers needs no findings.
+
+mod decision;
+mod evidence;
+mod rule;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+
+pub use decision::{
+    Action, AdmissionDecision, ContainerDecision, Decision, MAX_LISTED_CVES, ReasonCode, Stage, Violation,
+    aggregate, limits, truncate,
+};
+pub use evidence::{Evidence, FailureClass, GateFinding, ScanSummary};
+pub use rule::{CompiledRule, RuleError};
+
+use crate::reference::ImageRef;
+use crate::severity::Severity;
+use evidence::Counts;
+
+/// The container being judged and its context.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    /// Namespace of the admitted object.
+    pub namespace: &'a str,
+    /// Kind of the admitted object (`Pod`, `Deployment`, ...).
+    pub kind: &'a str,
+    /// Name of the owning workload, or of the object itself when it is one.
+    pub workload: Option<&'a str>,
+    /// Name of the pod (for templates: the name the webhook assigns, if any).
+    pub pod_name: Option<&'a str>,
+    /// Labels of the pod or pod template.
+    pub labels: &'a BTreeMap<String, String>,
+    /// Container name.
+    pub container: &'a str,
+    /// The normalised image reference.
+    pub image: &'a ImageRef,
+    /// The resolved manifest digest, when known.
+    pub digest: Option<&'a str>,
+}
+
+/// Action configured for each failure class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureActions([Action; 9]);
+
+impl Default for FailureActions {
+    /// Missing or stale findings are left to the rules' `blockUnscannedImages`;
+    /// registry trouble is admitted but audited, so it is seen; references that
+    /// cannot be pulled anyway and forbidden destinations are denied.
+    fn default() -> Self {
+        let mut actions = [Action::Audit; 9];
+        for (class, action) in [
+            (FailureClass::NoFindings, Action::Allow),
+            (FailureClass::StaleFindings, Action::Allow),
+            (FailureClass::InvalidReference, Action::Deny),
+            (FailureClass::BlockedDestination, Action::Deny),
+        ] {
+            actions[class as usize] = action;
+        }
+        FailureActions(actions)
+    }
+}
+
+impl FailureActions {
+    /// The action for `class`.
+    pub fn get(&self, class: FailureClass) -> Action {
+        self.0[class as usize]
+    }
+
+    /// Sets the action for `class`.
+    pub fn set(&mut self, class: FailureClass, action: Action) -> &mut Self {
+        self.0[class as usize] = action;
+        self
+    }
+}
+
+/// The rules in force, in a fixed order whatever order they arrived in.
+#[derive(Debug, Clone, Default)]
+pub struct PolicySet {
+    rules: Vec<CompiledRule>,
+}
+
+impl PolicySet {
+    /// Orders compiled rules: priority, Deny before Audit, name, then content.
+    pub fn new(mut rules: Vec<CompiledRule>) -> Self {
+        rules.sort_by(|a, b| {
+            a.priority
+                .cmp(&b.priority)
+                .then(Action::from(b.action).cmp(&Action::from(a.action)))
+                .then(a.name.cmp(&b.name))
+                .then(a.fingerprint.cmp(&b.fingerprint))
+        });
+        PolicySet { rules }
+    }
+
+    /// Compiles and orders rules; the first invalid rule is an error.
+    pub fn compile<'a>(
+        rules: impl IntoIterator<Item = (&'a str, &'a portcullis_crds::SecurityArtifactPolicySpec)>,
+    ) -> Result<Self, RuleError> {
+        let compiled = rules
+            .into_iter()
+            .map(|(name, spec)| CompiledRule::compile(name, spec))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::new(compiled))
+    }
+
+    /// The rules, strongest first.
+    pub fn rules(&self) -> &[CompiledRule] {
+        &self.rules
+    }
+
+    /// Judges one container's image.
+    pub fn evaluate(
+        &self,
+        subject: &Subject<'_>,
+        evidence: Evidence<'_>,
+        failures: &FailureActions,
+        now: Timestamp,
+    ) -> Decision {
+        let today = now.to_zoned(TimeZone::UTC).date();
+        let mut violations = Vec::new();
+        let mut applicable = 0;
+        let mut stale = false;
+        for rule in self.rules.iter().filter(|r| r.applies_to(subject, today)) {
+            applicable += 1;
+            let judged = judge_rule(rule, subject, evidence, now, today);
+            stale |= judged.stale;
+            violations.extend(judged.violation);
+        }
+        if applicable > 0 {
+            let failure = match evidence {
+                Evidence::Failed { class, detail } => Some((class, detail)),
+                Evidence::Scanned(_) if stale => Some((FailureClass::StaleFindings, "")),
+                Evidence::Scanned(_) => None,
+            };
+            if let Some((class, detail)) = failure
+                && failures.get(class) != Action::Allow
+            {
+                let message = if detail.is_empty() {
+                    capitalise(class.describe())
+                } else {
+                    format!("{}: {detail}", capitalise(class.describe()))
+                };
+                violations.push(Violation {
+                    rule: None,
+                    priority: i32::MAX,
+                    action: failures.get(class),
+                    reason: ReasonCode::Failure(class),
+                    stage: Stage::Failure,
+                    message,
+                    cves: Vec::new(),
+                });
+            }
+        }
+        violations.sort_by(|a, b| {
+            b.action
+                .cmp(&a.action)
+                .then(b.stage.cmp(&a.stage))
+                .then(a.priority.cmp(&b.priority))
+                .then(a.rule.cmp(&b.rule))
+        });
+        Decision {
+            action: violations.first().map_or(Action::Allow, |v| v.action),
+            violations,
+            applicable_rules: applicable,
+        }
+    }
+}
+
+struct Judged {
+    violation: Option<Violation>,
+    stale: bool,
+}
+
+fn judge_rule(
+    rule: &CompiledRule,
+    subject: &Subject<'_>,
+    evidence: Evidence<'_>,
+    now: Timestamp,
+    today: Date,
+) -> Judged {
+    let violation = |reason, stage, message: String, cves: Vec<Arc<str>>| Violation {
+        rule: Some(rule.name.clone()),
+        priority: rule.priority,
+        action: rule.action.into(),
+        reason,
+        stage,
+        message,
+        cves,
+    };
+    let found = |v| Judged {
+        violation: Some(v),
+        stale: false,
+    };
+
+    if let Some(allowed) = &rule.allowed_registries
+        && !allowed.matches(Some(subject.image.registry()))
+    {
+        let message = format!(
+            "Image registry {} is not in the allowed registries: {}",
+            subject.image.registry(),
+            rule.allowed_registries_text
+        );
+        return found(violation(ReasonCode::RegistryNotAllowed, Stage::Registry, message, Vec::new()));
+    }
+
+    let summary = match evidence {
+        Evidence::Scanned(summary) => summary,
+        Evidence::Failed {
+            class: FailureClass::NoFindings,
+            ..
+        } if rule.block_unscanned => {
+            let message = "No vulnerability findings are attached to the image; unscanned images are not allowed by policy".to_owned();
+            return found(violation(ReasonCode::Failure(FailureClass::NoFindings), Stage::Unscanned, message, Vec::new()));
+        }
+        // Other failures are the failure class's configured action, not this rule's.
+        Evidence::Failed { .. } => {
+            return Judged {
+                violation: None,
+                stale: false,
+            };
+        }
+    };
+
+    if let Some((max_age, text)) = &rule.maximum_age {
+        let fresh = summary.scanned_at().is_some_and(|at| {
+            now.duration_since(at)
+                .unsigned_abs()
+                .le(max_age)
+                // A scan time in the future is a clock skew, not freshness to trust blindly.
+                || at > now
+        });
+        if !fresh {
+            let when = summary
+                .scanned_at()
+                .map_or_else(|| "at an unknown time".to_owned(), |t| format!("at {t}"));
+            let message = format!(
+                "The newest vulnerability findings were produced {when}, older than the maximum age of {text}; stale findings count as missing"
+            );
+            return Judged {
+                violation: rule
+                    .block_unscanned
+                    .then(|| violation(ReasonCode::Failure(FailureClass::StaleFindings), Stage::Unscanned, message, Vec::new())),
+                stale: true,
+            };
+        }
+    }
+
+    // Counts per level after this rule's ignored CVEs.
+    let mut counts: Counts = summary.counts(rule.fixable_only);
+    for ignored in rule.ignored.iter().filter(|e| e.active(today)) {
+        for f in summary.with_id(&ignored.item) {
+            if !rule.fixable_only || f.fixable {
+                counts[f.severity as usize] = counts[f.severity as usize].saturating_sub(1);
+            }
+        }
+    }
+    // Forbidden CVEs present (and not ignored), with their strongest severity.
+    let forbidden: Vec<(Severity, &Arc<str>)> = rule
+        .forbidden
+        .iter()
+        .filter(|id| !rule.ignores(id, today))
+        .filter_map(|id| summary.with_id(id).first().map(|f| (f.severity, id)))
+        .collect();
+
+    let mut cumulative = 0u32;
+    for level in Severity::ALL {
+        if level.is_counted() {
+            cumulative = cumulative.saturating_add(counts[level as usize]);
+            if let Some(limit) = rule.limits.and_then(|l| limit_at(&l, level))
+                && cumulative > limit
+            {
+                let message = format!(
+                    "Image contains {cumulative} {}{} CVEs, which is more than the allowed count of: {limit}",
+                    if rule.fixable_only { "fixable " } else { "" },
+                    level_phrase(level),
+                );
+                let cves = listed_cves(summary, rule, level, today);
+                return found(violation(ReasonCode::SeverityThreshold, Stage::Finding(level), message, cves));
+            }
+        }
+        let mut at_level: Vec<Arc<str>> =
+            forbidden.iter().filter(|(s, _)| *s == level).map(|(_, id)| Arc::clone(id)).collect();
+        if !at_level.is_empty() {
+            // Report every forbidden CVE present, strongest first.
+            at_level = forbidden.iter().map(|(_, id)| Arc::clone(id)).collect();
+            at_level.truncate(MAX_LISTED_CVES);
+            let message = format!(
+                "Image contains forbidden CVEs: {}",
+                at_level.iter().map(|c| &**c).collect::<Vec<_>>().join(", ")
+            );
+            return found(violation(ReasonCode::ForbiddenCve, Stage::Finding(level), message, at_level));
+        }
+    }
+    Judged {
+        violation: None,
+        stale: false,
+    }
+}
+
+fn limit_at(limits: &portcullis_crds::SeverityLimits, level: Severity) -> Option<u32> {
+    match level {
+        Severity::Critical => limits.critical,
+        Severity::High => limits.high,
+        Severity::Medium => limits.medium,
+        Severity::Low => limits.low,
+        Severity::Negligible | Severity::Unknown => None,
+    }
+}
+
+fn level_phrase(level: Severity) -> String {
+    match level {
+        Severity::Critical => "critical".to_owned(),
+        other => format!("{other} or higher"),
+    }
+}
+
+/// The first distinct CVEs counted at `level` or above, strongest first.
+fn listed_cves(summary: &ScanSummary, rule: &CompiledRule, level: Severity, today: Date) -> Vec<Arc<str>> {
+    let mut out: Vec<Arc<str>> = Vec::new();
+    for f in summary.strongest_first().take_while(|f| f.severity >= level) {
+        if out.len() == MAX_LISTED_CVES {
+            break;
+        }
+        if (rule.fixable_only && !f.fixable) || out.contains(&f.id) || rule.ignores(&f.id, today) {
+            continue;
+        }
+        out.push(Arc::clone(&f.id));
+    }
+    out
+}
+
+fn capitalise(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
+}

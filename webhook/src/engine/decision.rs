@@ -1,0 +1,236 @@
+//! Decisions, their reasons and messages, and the aggregation of per-container
+//! decisions into one admission answer (DESIGN §3.6).
+
+use std::sync::Arc;
+
+use super::evidence::FailureClass;
+use crate::severity::Severity;
+
+/// What happens to an image or a request. `Deny` > `Audit` > `Allow`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Action {
+    /// Admit silently.
+    Allow,
+    /// Admit with a warning, an Event and a log line.
+    Audit,
+    /// Reject.
+    Deny,
+}
+
+impl Action {
+    /// `Allow`, `Audit` or `Deny`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "Allow",
+            Self::Audit => "Audit",
+            Self::Deny => "Deny",
+        }
+    }
+}
+
+impl From<portcullis_crds::PolicyAction> for Action {
+    fn from(a: portcullis_crds::PolicyAction) -> Self {
+        match a {
+            portcullis_crds::PolicyAction::Audit => Action::Audit,
+            portcullis_crds::PolicyAction::Deny => Action::Deny,
+        }
+    }
+}
+
+/// Reason code carried by every message, Event, log line and metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReasonCode {
+    /// No applicable rule was violated.
+    Compliant,
+    /// A `maxAllowedSeverities` limit was exceeded.
+    SeverityThreshold,
+    /// A `forbiddenCves` entry is present.
+    ForbiddenCve,
+    /// The registry is not in `allowedRegistries`.
+    RegistryNotAllowed,
+    /// A failure class (DESIGN §3.5).
+    Failure(FailureClass),
+}
+
+impl ReasonCode {
+    /// The code as text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Compliant => "Compliant",
+            Self::SeverityThreshold => "SeverityThreshold",
+            Self::ForbiddenCve => "ForbiddenCve",
+            Self::RegistryNotAllowed => "RegistryNotAllowed",
+            Self::Failure(class) => class.as_str(),
+        }
+    }
+}
+
+impl std::fmt::Display for ReasonCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How severe a violation is, for ordering: image-level conditions first,
+/// then missing findings, then the severity walk Critical → Unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stage {
+    /// A failure class with no rule behind it.
+    Failure,
+    /// A finding at this level.
+    Finding(Severity),
+    /// No usable findings (`blockUnscannedImages`).
+    Unscanned,
+    /// The image's registry (`allowedRegistries`).
+    Registry,
+}
+
+/// One violated condition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Violation {
+    /// The rule, or `None` for a failure class's configured action.
+    pub rule: Option<Arc<str>>,
+    /// Priority of the rule (failure classes rank after every rule).
+    pub priority: i32,
+    /// The rule's action, or the failure class's configured one.
+    pub action: Action,
+    /// The reason code.
+    pub reason: ReasonCode,
+    /// Where in the walk it was found.
+    pub stage: Stage,
+    /// Human-readable text, e.g. `Image contains 2 high or higher CVEs, which is more than the allowed count of: 0`.
+    pub message: String,
+    /// The CVEs involved, strongest first (at most [`MAX_LISTED_CVES`]).
+    pub cves: Vec<Arc<str>>,
+}
+
+/// CVEs listed per violation.
+pub const MAX_LISTED_CVES: usize = 10;
+
+/// The decision for one image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The strictest action among the violations; `Allow` when there are none.
+    pub action: Action,
+    /// Every violation, deciding one first: strictest action, then most severe
+    /// stage, then strongest priority, then rule name.
+    pub violations: Vec<Violation>,
+    /// Number of rules that applied to the image.
+    pub applicable_rules: usize,
+}
+
+impl Decision {
+    /// The violation that decided, if any.
+    pub fn deciding(&self) -> Option<&Violation> {
+        self.violations.first()
+    }
+
+    /// The reason code of the decision.
+    pub fn reason(&self) -> ReasonCode {
+        self.deciding().map_or(ReasonCode::Compliant, |v| v.reason)
+    }
+
+    /// `<image>: <violation> (rule <name>)`, for the deciding violation.
+    pub fn message(&self, image: &str) -> Option<String> {
+        let v = self.deciding()?;
+        Some(match &v.rule {
+            Some(rule) => format!("{image}: {} (rule {rule})", v.message),
+            None => format!("{image}: {} (reason {})", v.message, v.reason),
+        })
+    }
+}
+
+/// The decision for one container of the admitted object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerDecision {
+    /// Container name.
+    pub container: String,
+    /// Image as shown to the user.
+    pub image: String,
+    /// The decision.
+    pub decision: Decision,
+}
+
+/// Limits that keep answers inside what the API server passes on.
+pub mod limits {
+    /// Longest denial message.
+    pub const MAX_MESSAGE_BYTES: usize = 4096;
+    /// Most warnings per answer.
+    pub const MAX_WARNINGS: usize = 10;
+    /// Longest warning (the API server truncates longer ones).
+    pub const MAX_WARNING_BYTES: usize = 256;
+}
+
+/// The answer to one admission request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmissionDecision {
+    /// False when any container is denied.
+    pub allowed: bool,
+    /// The strictest action over all containers.
+    pub action: Action,
+    /// For a denial: one line per denied image.
+    pub message: Option<String>,
+    /// For audited images: one warning per audited image.
+    pub warnings: Vec<String>,
+}
+
+/// Any Deny denies the request; otherwise any Audit admits it with warnings.
+pub fn aggregate(containers: &[ContainerDecision]) -> AdmissionDecision {
+    let action = containers.iter().map(|c| c.decision.action).max().unwrap_or(Action::Allow);
+    let denied: Vec<String> = containers
+        .iter()
+        .filter(|c| c.decision.action == Action::Deny)
+        .filter_map(|c| c.decision.message(&c.image))
+        .collect();
+    let message = (!denied.is_empty()).then(|| truncate(&denied.join("; "), limits::MAX_MESSAGE_BYTES));
+    let mut warnings: Vec<String> = containers
+        .iter()
+        .flat_map(|c| {
+            c.decision
+                .violations
+                .iter()
+                .filter(|v| v.action == Action::Audit)
+                .map(move |v| audit_warning(&c.image, v))
+        })
+        .collect();
+    warnings.dedup();
+    if warnings.len() > limits::MAX_WARNINGS {
+        let more = warnings.len() - (limits::MAX_WARNINGS - 1);
+        warnings.truncate(limits::MAX_WARNINGS - 1);
+        warnings.push(format!("portcullis: {more} more audited violations not shown"));
+    }
+    AdmissionDecision {
+        allowed: action != Action::Deny,
+        action,
+        message,
+        warnings,
+    }
+}
+
+fn audit_warning(image: &str, v: &Violation) -> String {
+    let who = match &v.rule {
+        Some(rule) => format!("rule {rule}"),
+        None => format!("reason {}", v.reason),
+    };
+    let cves = if v.cves.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", v.cves.iter().map(|c| &**c).collect::<Vec<_>>().join(", "))
+    };
+    truncate(
+        &format!("portcullis audited {image} ({who}): {}{cves}", v.message),
+        limits::MAX_WARNING_BYTES,
+    )
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary, marking the cut.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max.saturating_sub(3);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}

@@ -1,0 +1,199 @@
+//! What the engine is told about an image: its findings, summarised once so
+//! that evaluating many rules costs little, or why there are none.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+
+use crate::findings::Finding;
+use crate::severity::Severity;
+
+/// The part of a finding the engine reads.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct GateFinding {
+    /// Vulnerability ID.
+    pub id: Arc<str>,
+    /// Severity.
+    pub severity: Severity,
+    /// A fixed version exists.
+    pub fixable: bool,
+}
+
+impl From<&Finding> for GateFinding {
+    fn from(f: &Finding) -> Self {
+        GateFinding {
+            id: Arc::from(f.id.as_str()),
+            severity: f.severity,
+            fixable: f.is_fixable(),
+        }
+    }
+}
+
+/// Per-level counts, indexed by `Severity as usize`.
+pub(super) type Counts = [u32; 6];
+
+/// An image's findings, indexed for evaluation. Build it once per image (it is
+/// what a cache keeps) and evaluate any number of rules against it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanSummary {
+    /// Sorted by ID, then severity (strongest first).
+    by_id: Box<[GateFinding]>,
+    /// Indices into `by_id`, strongest severity first, then by ID.
+    by_severity: Box<[u32]>,
+    all: Counts,
+    fixable: Counts,
+    scanned_at: Option<Timestamp>,
+}
+
+impl ScanSummary {
+    /// Summarises findings scanned at `scanned_at` (unknown: `None`).
+    pub fn new(findings: impl IntoIterator<Item = GateFinding>, scanned_at: Option<Timestamp>) -> Self {
+        let mut by_id: Vec<GateFinding> = findings.into_iter().collect();
+        by_id.sort_by(|a, b| a.id.cmp(&b.id).then(b.severity.cmp(&a.severity)).then(b.fixable.cmp(&a.fixable)));
+        let mut all = [0; 6];
+        let mut fixable = [0; 6];
+        for f in &by_id {
+            all[f.severity as usize] += 1;
+            if f.fixable {
+                fixable[f.severity as usize] += 1;
+            }
+        }
+        let mut by_severity: Vec<u32> = (0..by_id.len()).filter_map(|i| u32::try_from(i).ok()).collect();
+        by_severity.sort_by(|&a, &b| {
+            let (fa, fb) = (&by_id[a as usize], &by_id[b as usize]);
+            fb.severity.cmp(&fa.severity).then(fa.id.cmp(&fb.id))
+        });
+        ScanSummary {
+            by_id: by_id.into_boxed_slice(),
+            by_severity: by_severity.into_boxed_slice(),
+            all,
+            fixable,
+            scanned_at,
+        }
+    }
+
+    /// Summarises a normalised report's findings.
+    pub fn from_findings(findings: &[Finding], scanned_at: Option<Timestamp>) -> Self {
+        Self::new(findings.iter().map(GateFinding::from), scanned_at)
+    }
+
+    /// When the scan ran, if known.
+    pub fn scanned_at(&self) -> Option<Timestamp> {
+        self.scanned_at
+    }
+
+    /// Number of findings.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// True when the scan found nothing.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    pub(super) fn counts(&self, fixable_only: bool) -> Counts {
+        if fixable_only { self.fixable } else { self.all }
+    }
+
+    /// All findings with this ID (one per package).
+    pub(super) fn with_id(&self, id: &str) -> &[GateFinding] {
+        let start = self.by_id.partition_point(|f| &*f.id < id);
+        let len = self.by_id[start..].iter().take_while(|f| &*f.id == id).count();
+        &self.by_id[start..start + len]
+    }
+
+    /// Findings strongest first.
+    pub(super) fn strongest_first(&self) -> impl Iterator<Item = &GateFinding> {
+        self.by_severity.iter().map(|&i| &self.by_id[i as usize])
+    }
+}
+
+/// Why there are no findings to judge (DESIGN §3.5). Each class has a
+/// configured action and is the reason code of the decisions it causes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FailureClass {
+    /// No findings artifact is attached to the image.
+    NoFindings,
+    /// The newest findings are older than a rule's `maximumAge`.
+    StaleFindings,
+    /// Findings exist but none could be read.
+    MalformedFindings,
+    /// The image (tag or digest) does not exist.
+    ImageNotFound,
+    /// The registry refused the credentials, or there were none.
+    RegistryAuth,
+    /// The registry answered 429.
+    RegistryThrottled,
+    /// Timeout, 5xx or connection failure.
+    RegistryUnavailable,
+    /// The image reference does not parse.
+    InvalidReference,
+    /// The registry address is link-local, loopback or cluster-internal.
+    BlockedDestination,
+}
+
+impl FailureClass {
+    /// Every class.
+    pub const ALL: [FailureClass; 9] = [
+        Self::NoFindings,
+        Self::StaleFindings,
+        Self::MalformedFindings,
+        Self::ImageNotFound,
+        Self::RegistryAuth,
+        Self::RegistryThrottled,
+        Self::RegistryUnavailable,
+        Self::InvalidReference,
+        Self::BlockedDestination,
+    ];
+
+    /// The reason code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoFindings => "NoFindings",
+            Self::StaleFindings => "StaleFindings",
+            Self::MalformedFindings => "MalformedFindings",
+            Self::ImageNotFound => "ImageNotFound",
+            Self::RegistryAuth => "RegistryAuth",
+            Self::RegistryThrottled => "RegistryThrottled",
+            Self::RegistryUnavailable => "RegistryUnavailable",
+            Self::InvalidReference => "InvalidReference",
+            Self::BlockedDestination => "BlockedDestination",
+        }
+    }
+
+    /// What happened, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::NoFindings => "no vulnerability findings are attached to the image",
+            Self::StaleFindings => "the vulnerability findings are older than allowed",
+            Self::MalformedFindings => "the vulnerability findings could not be read",
+            Self::ImageNotFound => "the image was not found in its registry",
+            Self::RegistryAuth => "the registry refused access",
+            Self::RegistryThrottled => "the registry is throttling requests",
+            Self::RegistryUnavailable => "the registry is unavailable",
+            Self::InvalidReference => "the image reference is invalid",
+            Self::BlockedDestination => "the registry address is not allowed",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the engine judges for one image.
+#[derive(Debug, Clone, Copy)]
+pub enum Evidence<'a> {
+    /// The newest usable findings.
+    Scanned(&'a ScanSummary),
+    /// No findings could be had, and why; `detail` is shown to the user.
+    Failed {
+        /// The failure class.
+        class: FailureClass,
+        /// Specifics (status code, error text), already safe to show.
+        detail: &'a str,
+    },
+}
