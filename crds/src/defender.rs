@@ -24,7 +24,9 @@ pub enum ImportError {
     #[error("not a {DEFENDER_API_VERSION} SecurityArtifactPolicy: {0}")]
     Shape(String),
     /// Another apiVersion or kind.
-    #[error("expected apiVersion {DEFENDER_API_VERSION} kind SecurityArtifactPolicy, got {api_version} {kind}")]
+    #[error(
+        "expected apiVersion {DEFENDER_API_VERSION} kind SecurityArtifactPolicy, got {api_version} {kind}"
+    )]
     WrongType {
         /// The document's apiVersion.
         api_version: String,
@@ -199,7 +201,12 @@ pub fn import(policy: &DefenderPolicy) -> Result<ImportedPolicy, ImportError> {
         });
     }
     let mut rules: Vec<ImportedRule> = Vec::new();
-    for (index, rule) in policy.spec.vulnerability_assessment_gated_deployment.iter().enumerate() {
+    for (index, rule) in policy
+        .spec
+        .vulnerability_assessment_gated_deployment
+        .iter()
+        .enumerate()
+    {
         let imported = import_rule(index, rule)?;
         if let Some(other) = rules.iter().find(|r| r.name == imported.name) {
             return Err(ImportError::DuplicateName {
@@ -221,10 +228,19 @@ fn import_rule(index: usize, rule: &DefenderRule) -> Result<ImportedRule, Import
         rule: rule.name.clone(),
         message,
     };
-    let action = match rule.action.as_deref().map(str::to_ascii_lowercase).as_deref() {
+    let action = match rule
+        .action
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("audit") => PolicyAction::Audit,
         Some("deny") => PolicyAction::Deny,
-        Some(other) => return Err(unsupported(format!("action {other:?} is neither audit nor deny"))),
+        Some(other) => {
+            return Err(unsupported(format!(
+                "action {other:?} is neither audit nor deny"
+            )));
+        }
     };
     let cfg = &rule.configuration;
 
@@ -258,7 +274,9 @@ fn import_rule(index: usize, rule: &DefenderRule) -> Result<ImportedRule, Import
                 (Some(end), reason)
             }
             ("timeBased", None) => {
-                return Err(unsupported("a timeBased exemption needs timeBound".to_owned()));
+                return Err(unsupported(
+                    "a timeBased exemption needs timeBound".to_owned(),
+                ));
             }
             (other, _) => {
                 return Err(unsupported(format!(
@@ -383,9 +401,11 @@ fn import_label_scope(scope: &DefenderScope) -> Result<ScopeMatcher, String> {
 
 fn looks_like_vulnerability_id(value: &str) -> bool {
     let upper = value.to_ascii_uppercase();
-    ["CVE-", "GHSA-", "GO-", "RUSTSEC-", "PYSEC-", "OSV-", "ALAS", "DSA-", "RHSA-"]
-        .iter()
-        .any(|p| upper.starts_with(p))
+    [
+        "CVE-", "GHSA-", "GO-", "RUSTSEC-", "PYSEC-", "OSV-", "ALAS", "DSA-", "RHSA-",
+    ]
+    .iter()
+    .any(|p| upper.starts_with(p))
         && !value.contains('/')
 }
 
@@ -402,7 +422,11 @@ pub fn dns_label(name: &str) -> String {
     }
     let trimmed: String = out.trim_matches('-').chars().take(63).collect();
     let trimmed = trimmed.trim_end_matches('-').to_owned();
-    if trimmed.is_empty() { "rule".to_owned() } else { trimmed }
+    if trimmed.is_empty() {
+        "rule".to_owned()
+    } else {
+        trimmed
+    }
 }
 
 #[cfg(test)]
@@ -431,7 +455,10 @@ mod tests {
     #[test]
     fn lab_policy_imports_every_field() {
         let imported = import_document(LAB_POLICY).expect("imports");
-        assert_eq!(imported.revision.as_deref(), Some("2025-12-02T21:46:47.000000+00:00"));
+        assert_eq!(
+            imported.revision.as_deref(),
+            Some("2025-12-02T21:46:47.000000+00:00")
+        );
         assert_eq!(imported.rules.len(), 2);
 
         let lab = &imported.rules[0];
@@ -452,7 +479,10 @@ mod tests {
         );
         assert_eq!(
             s.conditions.max_allowed_severities,
-            Some(SeverityLimits { high: Some(0), ..Default::default() })
+            Some(SeverityLimits {
+                high: Some(0),
+                ..Default::default()
+            })
         );
         assert!(s.conditions.forbidden_cves.is_empty());
         assert_eq!(s.ignored_cves.len(), 1);
@@ -463,7 +493,13 @@ mod tests {
         assert!(s.findings.block_unscanned_images);
         assert_eq!(
             s.findings.unsupported_registries,
-            ["mcr.microsoft.com", "docker.io", "public.ecr.aws", "gcr.io", "jfrog.io"]
+            [
+                "mcr.microsoft.com",
+                "docker.io",
+                "public.ecr.aws",
+                "gcr.io",
+                "jfrog.io"
+            ]
         );
 
         let default = &imported.rules[1].spec;
@@ -471,31 +507,60 @@ mod tests {
         assert_eq!(default.priority, 2);
         assert!(!default.findings.block_unscanned_images);
         // The time-bound CVE exemption becomes an ignored CVE ending on the endDate's UTC day.
-        let cve = default.ignored_cves.iter().find(|c| c.id == "CVE-2024-3094").expect("cve");
+        let cve = default
+            .ignored_cves
+            .iter()
+            .find(|c| c.id == "CVE-2024-3094")
+            .expect("cve");
         assert_eq!(cve.expires, Some(jiff::civil::date(2025, 12, 31)));
-        assert!(cve.reason.as_deref().unwrap_or_default().contains("2025-01-01"));
+        assert!(
+            cve.reason
+                .as_deref()
+                .unwrap_or_default()
+                .contains("2025-01-01")
+        );
         assert_eq!(default.exemptions.len(), 1);
-        assert_eq!(default.exemptions[0].exemption_type, ExemptionType::Repository);
-        assert_eq!(default.exemptions[0].value, "myregistry.azurecr.io/team/app");
+        assert_eq!(
+            default.exemptions[0].exemption_type,
+            ExemptionType::Repository
+        );
+        assert_eq!(
+            default.exemptions[0].value,
+            "myregistry.azurecr.io/team/app"
+        );
         assert_eq!(default.exemptions[0].expires, None);
     }
 
     #[test]
     fn unknown_fields_and_matchers_are_refused_not_dropped() {
-        let extra = LAB_POLICY.replace("\"blockUnscannedImages\":true", "\"blockUnscannedImages\":true,\"newField\":1");
-        assert!(matches!(import_document(&extra), Err(ImportError::Shape(m)) if m.contains("newField")));
+        let extra = LAB_POLICY.replace(
+            "\"blockUnscannedImages\":true",
+            "\"blockUnscannedImages\":true,\"newField\":1",
+        );
+        assert!(
+            matches!(import_document(&extra), Err(ImportError::Shape(m)) if m.contains("newField"))
+        );
 
-        let cluster = LAB_POLICY.replace("\"matcherType\":\"pod\"", "\"matcherType\":\"clusterName\"");
-        assert!(matches!(import_document(&cluster), Err(ImportError::Unsupported { rule, .. }) if rule == "MDC Lab Example"));
+        let cluster =
+            LAB_POLICY.replace("\"matcherType\":\"pod\"", "\"matcherType\":\"clusterName\"");
+        assert!(
+            matches!(import_document(&cluster), Err(ImportError::Unsupported { rule, .. }) if rule == "MDC Lab Example")
+        );
 
         let v2 = LAB_POLICY.replace("v1alpha3", "v1alpha2");
-        assert!(matches!(import_document(&v2), Err(ImportError::WrongType { .. })));
+        assert!(matches!(
+            import_document(&v2),
+            Err(ImportError::WrongType { .. })
+        ));
     }
 
     #[test]
     fn rules_with_colliding_names_are_refused() {
         let dup = LAB_POLICY.replace("Default vulnerability assessment rule", "mdc lab  example");
-        assert!(matches!(import_document(&dup), Err(ImportError::DuplicateName { .. })));
+        assert!(matches!(
+            import_document(&dup),
+            Err(ImportError::DuplicateName { .. })
+        ));
     }
 
     #[test]

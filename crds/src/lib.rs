@@ -4,6 +4,10 @@
 //! All three resources are cluster-scoped. `crdgen` writes their
 //! CustomResourceDefinitions into `config/crd/`.
 
+// Each `printcolumn(...)` of kube's derive repeats the same keys; clippy reads
+// them as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod defender;
 pub mod policy;
 pub mod registry_access;
@@ -31,7 +35,10 @@ pub const GROUP: &str = "portcullis.dev";
 /// Every CRD of the API, with the file name `crdgen` writes it to.
 pub fn all_crds() -> Vec<(&'static str, CustomResourceDefinition)> {
     vec![
-        ("securityartifactpolicies.yaml", SecurityArtifactPolicy::crd()),
+        (
+            "securityartifactpolicies.yaml",
+            SecurityArtifactPolicy::crd(),
+        ),
         ("rulesources.yaml", RuleSource::crd()),
         ("registryaccesses.yaml", RegistryAccess::crd()),
     ]

@@ -3,6 +3,13 @@
 //! patterns, required fields, no unknown fields) and the CEL rules. Broken
 //! variants of the samples are refused with the expected reason.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code fails loudly"
+)]
+
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -18,7 +25,8 @@ fn committed_crds() -> Vec<CustomResourceDefinition> {
     portcullis_crds::all_crds()
         .into_iter()
         .map(|(file, _)| {
-            let text = std::fs::read_to_string(repo().join("config/crd").join(file)).expect("committed CRD");
+            let text = std::fs::read_to_string(repo().join("config/crd").join(file))
+                .expect("committed CRD");
             serde_saphyr::from_str(&text).expect("CRD YAML")
         })
         .collect()
@@ -29,7 +37,11 @@ fn schema_for(kind: &str) -> Value {
         .into_iter()
         .find(|c| c.spec.names.kind == kind)
         .unwrap_or_else(|| panic!("no CRD for kind {kind}"));
-    let schema = crd.spec.versions[0].schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref()).expect("schema");
+    let schema = crd.spec.versions[0]
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .expect("schema");
     serde_json::to_value(schema).expect("schema json")
 }
 
@@ -51,7 +63,10 @@ fn strict(mut schema: Value) -> Value {
     walk(&mut schema);
     if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
         props.insert("metadata".into(), serde_json::json!({"type": "object"}));
-        props.insert("apiVersion".into(), serde_json::json!({"enum": ["portcullis.dev/v1alpha1"]}));
+        props.insert(
+            "apiVersion".into(),
+            serde_json::json!({"enum": ["portcullis.dev/v1alpha1"]}),
+        );
         props.insert("kind".into(), serde_json::json!({"type": "string"}));
     }
     schema
@@ -66,7 +81,10 @@ fn problems(object: &Value) -> Vec<String> {
         .should_validate_formats(true)
         .build(&strict(schema.clone()))
         .expect("schema compiles");
-    let mut out: Vec<String> = validator.iter_errors(object).map(|e| format!("{}: {e}", e.instance_path())).collect();
+    let mut out: Vec<String> = validator
+        .iter_errors(object)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
     if let Err(errors) = Validator::new().validate(&schema, object, None) {
         out.push(format!("{errors:?}"));
     }
@@ -85,7 +103,8 @@ fn samples() -> Vec<(PathBuf, Value)> {
         .into_iter()
         .map(|p| {
             let text = std::fs::read_to_string(&p).expect("sample");
-            let value: Value = serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let value: Value =
+                serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             (p, value)
         })
         .collect()
@@ -102,16 +121,26 @@ fn sample(name: &str) -> Value {
 #[test]
 fn every_sample_validates_and_reads_into_the_rust_types() {
     let all = samples();
-    assert!(all.len() >= 5, "expected the five samples, found {}", all.len());
+    assert!(
+        all.len() >= 5,
+        "expected the five samples, found {}",
+        all.len()
+    );
     for (path, value) in &all {
         let problems = problems(value);
         assert!(problems.is_empty(), "{}: {problems:#?}", path.display());
         let typed = match value["kind"].as_str() {
-            Some("SecurityArtifactPolicy") => serde_json::from_value::<SecurityArtifactPolicy>(value.clone())
-                .map_err(|e| e.to_string())
-                .and_then(|p| p.spec.validate().map_err(|e| e.to_string())),
-            Some("RuleSource") => serde_json::from_value::<RuleSource>(value.clone()).map(|_| ()).map_err(|e| e.to_string()),
-            Some("RegistryAccess") => serde_json::from_value::<RegistryAccess>(value.clone()).map(|_| ()).map_err(|e| e.to_string()),
+            Some("SecurityArtifactPolicy") => {
+                serde_json::from_value::<SecurityArtifactPolicy>(value.clone())
+                    .map_err(|e| e.to_string())
+                    .and_then(|p| p.spec.validate().map_err(|e| e.to_string()))
+            }
+            Some("RuleSource") => serde_json::from_value::<RuleSource>(value.clone())
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Some("RegistryAccess") => serde_json::from_value::<RegistryAccess>(value.clone())
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
             other => Err(format!("unexpected kind {other:?}")),
         };
         assert_eq!(typed, Ok(()), "{}", display(path));
@@ -131,33 +160,102 @@ fn broken(name: &str, edit: impl FnOnce(&mut Value)) -> Vec<String> {
 #[test]
 fn broken_samples_are_refused_for_the_right_reason() {
     let has = |problems: Vec<String>, needle: &str| {
-        assert!(problems.iter().any(|p| p.contains(needle)), "expected {needle:?} in {problems:#?}");
+        assert!(
+            problems.iter().any(|p| p.contains(needle)),
+            "expected {needle:?} in {problems:#?}"
+        );
     };
     // No condition at all (CEL, spans fields).
-    has(broken("default-audit-high-critical", |v| { v["spec"].as_object_mut().map(|s| s.remove("conditions")); }), "at least one condition");
+    has(
+        broken("default-audit-high-critical", |v| {
+            v["spec"].as_object_mut().map(|s| s.remove("conditions"));
+        }),
+        "at least one condition",
+    );
     // An empty severity block.
-    has(broken("default-audit-high-critical", |v| v["spec"]["conditions"]["maxAllowedSeverities"] = serde_json::json!({})), "set at least one of");
+    has(
+        broken("default-audit-high-critical", |v| {
+            v["spec"]["conditions"]["maxAllowedSeverities"] = serde_json::json!({})
+        }),
+        "set at least one of",
+    );
     // A Label matcher without a key.
-    has(broken("deny-critical-prod", |v| v["spec"]["scope"][0]["matcherType"] = "Label".into()), "needs a key");
+    has(
+        broken("deny-critical-prod", |v| {
+            v["spec"]["scope"][0]["matcherType"] = "Label".into()
+        }),
+        "needs a key",
+    );
     // Enum, pattern, date format, unknown field, wrong type.
-    has(broken("deny-critical-prod", |v| v["spec"]["action"] = "Block".into()), "/spec/action");
-    has(broken("deny-critical-prod", |v| v["spec"]["findings"]["maximumAge"] = "1 year".into()), "/spec/findings/maximumAge");
-    has(broken("deny-critical-prod", |v| v["spec"]["ignoredCves"][0]["expires"] = "31/12/2026".into()), "/spec/ignoredCves/0/expires");
-    has(broken("deny-critical-prod", |v| v["spec"]["conditions"]["maxAllowedSeverites"] = serde_json::json!({"high": 0})), "maxAllowedSeverites");
-    has(broken("deny-critical-prod", |v| v["spec"]["priority"] = "high".into()), "/spec/priority");
-    has(broken("deny-critical-prod", |v| v["spec"]["conditions"]["maxAllowedSeverities"]["critical"] = (-1).into()), "/spec/conditions/maxAllowedSeverities/critical");
+    has(
+        broken("deny-critical-prod", |v| {
+            v["spec"]["action"] = "Block".into()
+        }),
+        "/spec/action",
+    );
+    has(
+        broken("deny-critical-prod", |v| {
+            v["spec"]["findings"]["maximumAge"] = "1 year".into()
+        }),
+        "/spec/findings/maximumAge",
+    );
+    has(
+        broken("deny-critical-prod", |v| {
+            v["spec"]["ignoredCves"][0]["expires"] = "31/12/2026".into()
+        }),
+        "/spec/ignoredCves/0/expires",
+    );
+    has(
+        broken("deny-critical-prod", |v| {
+            v["spec"]["conditions"]["maxAllowedSeverites"] = serde_json::json!({"high": 0})
+        }),
+        "maxAllowedSeverites",
+    );
+    has(
+        broken("deny-critical-prod", |v| {
+            v["spec"]["priority"] = "high".into()
+        }),
+        "/spec/priority",
+    );
+    has(
+        broken("deny-critical-prod", |v| {
+            v["spec"]["conditions"]["maxAllowedSeverities"]["critical"] = (-1).into()
+        }),
+        "/spec/conditions/maxAllowedSeverities/critical",
+    );
     // RuleSource: https only; url and configMapRef are exclusive.
-    has(broken("rulesource-portal", |v| v["spec"]["url"] = "http://portal.example.com/rules".into()), "/spec/url");
-    has(broken("rulesource-portal", |v| v["spec"]["configMapRef"] = serde_json::json!({"namespace": "a", "name": "b"})), "exactly one of url and configMapRef");
+    has(
+        broken("rulesource-portal", |v| {
+            v["spec"]["url"] = "http://portal.example.com/rules".into()
+        }),
+        "/spec/url",
+    );
+    has(
+        broken("rulesource-portal", |v| {
+            v["spec"]["configMapRef"] = serde_json::json!({"namespace": "a", "name": "b"})
+        }),
+        "exactly one of url and configMapRef",
+    );
     // RegistryAccess: the settings must match the type.
-    has(broken("registryaccess-azure-workload-identity", |v| v["spec"]["auth"]["type"] = "AwsWebIdentity".into()), "AwsWebIdentity needs awsWebIdentity");
-    has(broken("registryaccess-azure-workload-identity", |v| v["spec"]["registries"] = serde_json::json!([])), "/spec/registries");
+    has(
+        broken("registryaccess-azure-workload-identity", |v| {
+            v["spec"]["auth"]["type"] = "AwsWebIdentity".into()
+        }),
+        "AwsWebIdentity needs awsWebIdentity",
+    );
+    has(
+        broken("registryaccess-azure-workload-identity", |v| {
+            v["spec"]["registries"] = serde_json::json!([])
+        }),
+        "/spec/registries",
+    );
 }
 
 #[test]
 fn committed_crds_match_the_rust_types() {
     for (file, crd) in portcullis_crds::all_crds() {
-        let committed = std::fs::read_to_string(repo().join("config/crd").join(file)).expect("committed CRD");
+        let committed =
+            std::fs::read_to_string(repo().join("config/crd").join(file)).expect("committed CRD");
         assert_eq!(
             committed,
             portcullis_crds::crd_yaml(&crd).expect("renders"),

@@ -158,21 +158,89 @@ mod tests {
     fn normalises_like_the_kubelet() {
         let with_digest = format!("myregistry.azurecr.io/team/app:1.0@{D}");
         let by_digest = format!("securesystemsengineering/charlie-image@{D}");
-        let cases: Vec<(&str, &str, &str, Option<&str>, Option<&str>)> = vec![
+        // (input, registry, repository, tag, digest)
+        type Case<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, Option<&'a str>);
+        let cases: Vec<Case> = vec![
             ("nginx", "docker.io", "library/nginx", Some("latest"), None),
-            ("nginx:1.27", "docker.io", "library/nginx", Some("1.27"), None),
-            ("library/nginx", "docker.io", "library/nginx", Some("latest"), None),
-            ("docker.io/nginx", "docker.io", "library/nginx", Some("latest"), None),
-            ("index.docker.io/library/nginx", "docker.io", "library/nginx", Some("latest"), None),
-            ("bitnami/redis:7", "docker.io", "bitnami/redis", Some("7"), None),
+            (
+                "nginx:1.27",
+                "docker.io",
+                "library/nginx",
+                Some("1.27"),
+                None,
+            ),
+            (
+                "library/nginx",
+                "docker.io",
+                "library/nginx",
+                Some("latest"),
+                None,
+            ),
+            (
+                "docker.io/nginx",
+                "docker.io",
+                "library/nginx",
+                Some("latest"),
+                None,
+            ),
+            (
+                "index.docker.io/library/nginx",
+                "docker.io",
+                "library/nginx",
+                Some("latest"),
+                None,
+            ),
+            (
+                "bitnami/redis:7",
+                "docker.io",
+                "bitnami/redis",
+                Some("7"),
+                None,
+            ),
             ("localhost/app", "localhost", "app", Some("latest"), None),
-            ("localhost:5000/app:v1", "localhost:5000", "app", Some("v1"), None),
-            ("127.0.0.1:5000/a/b/c:t", "127.0.0.1:5000", "a/b/c", Some("t"), None),
-            ("ghcr.io/org/img:Mixed_Case.tag-1", "ghcr.io", "org/img", Some("Mixed_Case.tag-1"), None),
-            (with_digest.as_str(), "myregistry.azurecr.io", "team/app", Some("1.0"), Some(D)),
-            (by_digest.as_str(), "docker.io", "securesystemsengineering/charlie-image", None, Some(D)),
+            (
+                "localhost:5000/app:v1",
+                "localhost:5000",
+                "app",
+                Some("v1"),
+                None,
+            ),
+            (
+                "127.0.0.1:5000/a/b/c:t",
+                "127.0.0.1:5000",
+                "a/b/c",
+                Some("t"),
+                None,
+            ),
+            (
+                "ghcr.io/org/img:Mixed_Case.tag-1",
+                "ghcr.io",
+                "org/img",
+                Some("Mixed_Case.tag-1"),
+                None,
+            ),
+            (
+                with_digest.as_str(),
+                "myregistry.azurecr.io",
+                "team/app",
+                Some("1.0"),
+                Some(D),
+            ),
+            (
+                by_digest.as_str(),
+                "docker.io",
+                "securesystemsengineering/charlie-image",
+                None,
+                Some(D),
+            ),
             // A host-like first component without a dot stays a Docker Hub namespace.
-            ("registry/app", "docker.io", "registry/app", Some("latest"), None),
+            (
+                "registry/app",
+                "docker.io",
+                "registry/app",
+                Some("latest"),
+                None,
+            ),
         ];
         for (input, registry, repository, tag, digest) in cases {
             let r = ImageRef::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
@@ -182,17 +250,35 @@ mod tests {
             assert_eq!(r.digest(), digest, "{input}");
             assert_eq!(r.name(), format!("{registry}/{repository}"));
         }
-        assert_eq!(ImageRef::parse("nginx").map(|r| r.to_string()), Ok("docker.io/library/nginx:latest".into()));
+        assert_eq!(
+            ImageRef::parse("nginx").map(|r| r.to_string()),
+            Ok("docker.io/library/nginx:latest".into())
+        );
     }
 
     #[test]
     fn hostile_and_invalid_names_get_typed_errors() {
         assert_eq!(ImageRef::parse(""), Err(ReferenceError::Empty));
-        assert!(matches!(ImageRef::parse("Nginx"), Err(ReferenceError::Uppercase(_))));
-        assert!(matches!(ImageRef::parse("docker.io/Library/nginx:1"), Err(ReferenceError::Uppercase(_))));
-        assert!(matches!(ImageRef::parse("nginx latest"), Err(ReferenceError::BadCharacters(_))));
-        assert!(matches!(ImageRef::parse("nginx\n"), Err(ReferenceError::BadCharacters(_))));
-        assert!(matches!(ImageRef::parse(&"a".repeat(5000)), Err(ReferenceError::TooLong(5000))));
+        assert!(matches!(
+            ImageRef::parse("Nginx"),
+            Err(ReferenceError::Uppercase(_))
+        ));
+        assert!(matches!(
+            ImageRef::parse("docker.io/Library/nginx:1"),
+            Err(ReferenceError::Uppercase(_))
+        ));
+        assert!(matches!(
+            ImageRef::parse("nginx latest"),
+            Err(ReferenceError::BadCharacters(_))
+        ));
+        assert!(matches!(
+            ImageRef::parse("nginx\n"),
+            Err(ReferenceError::BadCharacters(_))
+        ));
+        assert!(matches!(
+            ImageRef::parse(&"a".repeat(5000)),
+            Err(ReferenceError::TooLong(5000))
+        ));
         for bad in [
             ":tag",
             "nginx@sha256:abc",
@@ -204,10 +290,17 @@ mod tests {
             "http://registry/app",
             "registry.example.com:99999999999999999999/x",
         ] {
-            assert!(matches!(ImageRef::parse(bad), Err(ReferenceError::Invalid { .. })), "{bad} should be invalid, got {:?}", ImageRef::parse(bad));
+            assert!(
+                matches!(ImageRef::parse(bad), Err(ReferenceError::Invalid { .. })),
+                "{bad} should be invalid, got {:?}",
+                ImageRef::parse(bad)
+            );
         }
         // A repository path over 255 characters is refused even under the input cap.
         let long = format!("example.com/{}", "a".repeat(300));
-        assert!(matches!(ImageRef::parse(&long), Err(ReferenceError::Invalid { .. })));
+        assert!(matches!(
+            ImageRef::parse(&long),
+            Err(ReferenceError::Invalid { .. })
+        ));
     }
 }

@@ -125,7 +125,10 @@ mod tests {
     fn vectors_are_scored() {
         let score = cvss_base_score("CVSS:3.1/AV:N/AC:H/PR:N/UI:N/S:C/C:H/I:H/A:H");
         assert_eq!(score, Some(9.0));
-        assert_eq!(cvss_base_score("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"), Some(9.8));
+        assert_eq!(
+            cvss_base_score("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"),
+            Some(9.8)
+        );
         assert_eq!(cvss_base_score("AV:N/AC:L/Au:N/C:P/I:P/A:P"), None);
         assert_eq!(cvss_base_score("garbage"), None);
     }
@@ -133,7 +136,10 @@ mod tests {
     #[test]
     fn words_are_case_insensitive() {
         assert_eq!(Severity::from_word("CRITICAL"), Some(Severity::Critical));
-        assert_eq!(Severity::from_word("Negligible"), Some(Severity::Negligible));
+        assert_eq!(
+            Severity::from_word("Negligible"),
+            Some(Severity::Negligible)
+        );
         assert_eq!(Severity::from_word("moderate"), Some(Severity::Medium));
         assert_eq!(Severity::from_word("severe"), None);
         assert!(Severity::Critical > Severity::High && Severity::Negligible > Severity::Unknown);

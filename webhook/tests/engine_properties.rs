@@ -2,13 +2,20 @@
 //! an exemption or an ignored CVE never makes a decision stricter, a finding
 //! never makes it looser, and the order rules arrive in never matters.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code fails loudly"
+)]
+
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use jiff::civil::date;
 use portcullis_crds::policy::{
-    Exemption, ExemptionType, FindingsRequirements, IgnoredCve, MatchOperator, MatcherType, PolicyAction,
-    RuleConditions, ScopeMatcher, SecurityArtifactPolicySpec, SeverityLimits,
+    Exemption, ExemptionType, FindingsRequirements, IgnoredCve, MatchOperator, MatcherType,
+    PolicyAction, RuleConditions, ScopeMatcher, SecurityArtifactPolicySpec, SeverityLimits,
 };
 use portcullis_webhook::engine::{
     Decision, Evidence, FailureActions, FailureClass, GateFinding, PolicySet, ScanSummary, Subject,
@@ -28,17 +35,29 @@ fn severity() -> impl Strategy<Value = Severity> {
 }
 
 fn finding() -> impl Strategy<Value = GateFinding> {
-    (prop::sample::select(IDS.to_vec()), severity(), any::<bool>())
-        .prop_map(|(id, severity, fixable)| GateFinding { id: id.into(), severity, fixable })
+    (
+        prop::sample::select(IDS.to_vec()),
+        severity(),
+        any::<bool>(),
+    )
+        .prop_map(|(id, severity, fixable)| GateFinding {
+            id: id.into(),
+            severity,
+            fixable,
+        })
 }
 
 fn ignored() -> impl Strategy<Value = IgnoredCve> {
-    (prop::sample::select(IDS.to_vec()), prop::option::of(-3i16..3)).prop_map(|(id, offset)| IgnoredCve {
-        id: id.into(),
-        // Around today, so expired and active entries both occur.
-        expires: offset.map(|d| date(2026, 11, 23).saturating_add(jiff::Span::new().days(d))),
-        reason: None,
-    })
+    (
+        prop::sample::select(IDS.to_vec()),
+        prop::option::of(-3i16..3),
+    )
+        .prop_map(|(id, offset)| IgnoredCve {
+            id: id.into(),
+            // Around today, so expired and active entries both occur.
+            expires: offset.map(|d| date(2026, 11, 23).saturating_add(jiff::Span::new().days(d))),
+            reason: None,
+        })
 }
 
 fn exemption() -> impl Strategy<Value = Exemption> {
@@ -64,7 +83,12 @@ fn rule() -> impl Strategy<Value = SecurityArtifactPolicySpec> {
     (
         prop::bool::ANY,
         0i32..4,
-        prop::option::of((prop::option::of(0u32..3), prop::option::of(0u32..3), prop::option::of(0u32..4), prop::option::of(0u32..5))),
+        prop::option::of((
+            prop::option::of(0u32..3),
+            prop::option::of(0u32..3),
+            prop::option::of(0u32..4),
+            prop::option::of(0u32..5),
+        )),
         prop::collection::vec(prop::sample::select(IDS.to_vec()), 0..3),
         any::<bool>(),
         any::<bool>(),
@@ -73,36 +97,67 @@ fn rule() -> impl Strategy<Value = SecurityArtifactPolicySpec> {
         prop::collection::vec(exemption(), 0..2),
         any::<bool>(),
     )
-        .prop_map(|(deny, priority, limits, forbidden, fixable_only, block, ns, ignored_cves, exemptions, registries)| {
-            let limits = limits
-                .map(|(critical, high, medium, low)| SeverityLimits { critical, high, medium, low })
-                .filter(|l| *l != SeverityLimits::default());
-            let has_condition = limits.is_some() || !forbidden.is_empty() || registries;
-            SecurityArtifactPolicySpec {
-                action: if deny { PolicyAction::Deny } else { PolicyAction::Audit },
+        .prop_map(
+            |(
+                deny,
                 priority,
-                enabled: true,
-                description: None,
-                scope: ns
-                    .map(|v| ScopeMatcher { matcher_type: MatcherType::Namespace, key: None, operator: MatchOperator::Glob, values: vec![v.into()] })
-                    .into_iter()
-                    .collect(),
-                conditions: RuleConditions {
-                    max_allowed_severities: limits,
-                    forbidden_cves: forbidden.into_iter().map(String::from).collect(),
-                    allowed_registries: if registries { vec!["ghcr.io".into()] } else { Vec::new() },
-                    fixable_only,
-                },
+                limits,
+                forbidden,
+                fixable_only,
+                block,
+                ns,
                 ignored_cves,
                 exemptions,
-                findings: FindingsRequirements {
-                    maximum_age: None,
-                    // Every rule needs a condition; block-only rules are valid too.
-                    block_unscanned_images: block || !has_condition,
-                    unsupported_registries: Vec::new(),
-                },
-            }
-        })
+                registries,
+            )| {
+                let limits = limits
+                    .map(|(critical, high, medium, low)| SeverityLimits {
+                        critical,
+                        high,
+                        medium,
+                        low,
+                    })
+                    .filter(|l| *l != SeverityLimits::default());
+                let has_condition = limits.is_some() || !forbidden.is_empty() || registries;
+                SecurityArtifactPolicySpec {
+                    action: if deny {
+                        PolicyAction::Deny
+                    } else {
+                        PolicyAction::Audit
+                    },
+                    priority,
+                    enabled: true,
+                    description: None,
+                    scope: ns
+                        .map(|v| ScopeMatcher {
+                            matcher_type: MatcherType::Namespace,
+                            key: None,
+                            operator: MatchOperator::Glob,
+                            values: vec![v.into()],
+                        })
+                        .into_iter()
+                        .collect(),
+                    conditions: RuleConditions {
+                        max_allowed_severities: limits,
+                        forbidden_cves: forbidden.into_iter().map(String::from).collect(),
+                        allowed_registries: if registries {
+                            vec!["ghcr.io".into()]
+                        } else {
+                            Vec::new()
+                        },
+                        fixable_only,
+                    },
+                    ignored_cves,
+                    exemptions,
+                    findings: FindingsRequirements {
+                        maximum_age: None,
+                        // Every rule needs a condition; block-only rules are valid too.
+                        block_unscanned_images: block || !has_condition,
+                        unsupported_registries: Vec::new(),
+                    },
+                }
+            },
+        )
 }
 
 fn rules() -> impl Strategy<Value = Vec<SecurityArtifactPolicySpec>> {
@@ -119,13 +174,24 @@ struct World {
 }
 
 fn world() -> World {
-    World { labels: BTreeMap::new(), image: ImageRef::parse("nginx:1.27").expect("image") }
+    World {
+        labels: BTreeMap::new(),
+        image: ImageRef::parse("nginx:1.27").expect("image"),
+    }
 }
 
-fn decide(specs: &[SecurityArtifactPolicySpec], findings: &[GateFinding], failure: Option<FailureClass>) -> Decision {
-    let named: Vec<(String, &SecurityArtifactPolicySpec)> =
-        specs.iter().enumerate().map(|(i, s)| (format!("rule-{i}"), s)).collect();
-    let set = PolicySet::compile(named.iter().map(|(n, s)| (n.as_str(), *s))).expect("generated rules are valid");
+fn decide(
+    specs: &[SecurityArtifactPolicySpec],
+    findings: &[GateFinding],
+    failure: Option<FailureClass>,
+) -> Decision {
+    let named: Vec<(String, &SecurityArtifactPolicySpec)> = specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (format!("rule-{i}"), s))
+        .collect();
+    let set = PolicySet::compile(named.iter().map(|(n, s)| (n.as_str(), *s)))
+        .expect("generated rules are valid");
     let w = world();
     let subject = Subject {
         namespace: "prod-eu",

@@ -2,6 +2,13 @@
 //! there, mapped into Portcullis levels (DESIGN §3.3); malformed and hostile input
 //! gives typed errors.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code fails loudly"
+)]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,14 +35,20 @@ fn counts(report: &Report) -> BTreeMap<Severity, usize> {
 
 /// Distinct vulnerability IDs per level (how SOURCES.md counts CycloneDX).
 fn distinct_counts(report: &Report) -> BTreeMap<Severity, usize> {
-    let ids: BTreeSet<(Severity, &str)> =
-        report.findings.iter().map(|f| (f.severity, f.id.as_str())).collect();
+    let ids: BTreeSet<(Severity, &str)> = report
+        .findings
+        .iter()
+        .map(|f| (f.severity, f.id.as_str()))
+        .collect();
     let mut out = BTreeMap::new();
     for (s, _) in ids {
         *out.entry(s).or_default() += 1;
     }
     out
 }
+
+/// Expected per-level counts.
+type Levels = &'static [(Severity, usize)];
 
 fn expect(pairs: &[(Severity, usize)]) -> BTreeMap<Severity, usize> {
     pairs.iter().copied().collect()
@@ -44,13 +57,31 @@ fn expect(pairs: &[(Severity, usize)]) -> BTreeMap<Severity, usize> {
 #[test]
 fn trivy_json_reports() {
     let cases: &[(&str, &[(Severity, usize)])] = &[
-        ("trivy-json/defectdojo-trivy-scheme_2_many_vulns.json", &[(Critical, 1), (High, 1), (Medium, 3)]),
+        (
+            "trivy-json/defectdojo-trivy-scheme_2_many_vulns.json",
+            &[(Critical, 1), (High, 1), (Medium, 3)],
+        ),
         ("trivy-json/trivy-alpine-310.json.golden", &[(Medium, 4)]),
-        ("trivy-json/trivy-centos-7-2021.json.golden", &[(High, 26), (Medium, 279), (Low, 406)]),
-        ("trivy-json/trivy-debian-buster.json.golden", &[(Critical, 1), (Low, 1)]),
-        ("trivy-json/trivy-gomod.json.golden", &[(Medium, 1), (Unknown, 4)]),
-        ("trivy-json/trivy-pom.json.golden", &[(Critical, 1), (High, 1)]),
-        ("trivy-json/trivy-sl-micro-rancher5.4-novulns.json.golden", &[]),
+        (
+            "trivy-json/trivy-centos-7-2021.json.golden",
+            &[(High, 26), (Medium, 279), (Low, 406)],
+        ),
+        (
+            "trivy-json/trivy-debian-buster.json.golden",
+            &[(Critical, 1), (Low, 1)],
+        ),
+        (
+            "trivy-json/trivy-gomod.json.golden",
+            &[(Medium, 1), (Unknown, 4)],
+        ),
+        (
+            "trivy-json/trivy-pom.json.golden",
+            &[(Critical, 1), (High, 1)],
+        ),
+        (
+            "trivy-json/trivy-sl-micro-rancher5.4-novulns.json.golden",
+            &[],
+        ),
     ];
     for (path, want) in cases {
         let report = parse(path);
@@ -65,19 +96,34 @@ fn trivy_json_reports() {
     assert_eq!(f.fixed_version.as_deref(), Some("1.1.1d-r0"));
     assert_eq!(f.cvss_score, Some(5.3));
     assert!(alpine.scanned_at.is_some(), "CreatedAt is the scan time");
-    assert_eq!(alpine.scanner.as_ref().map(|s| s.name.as_str()), Some("Trivy"));
+    assert_eq!(
+        alpine.scanner.as_ref().map(|s| s.name.as_str()),
+        Some("Trivy")
+    );
     // The 2021 report predates CreatedAt: no scan time rather than a made-up one.
-    assert_eq!(parse("trivy-json/trivy-centos-7-2021.json.golden").scanned_at, None);
+    assert_eq!(
+        parse("trivy-json/trivy-centos-7-2021.json.golden").scanned_at,
+        None
+    );
 }
 
 #[test]
 fn trivy_and_grype_sarif_reports() {
     let cases: &[(&str, &[(Severity, usize)])] = &[
         ("trivy-sarif/trivy-alpine-310.sarif.golden", &[(Medium, 4)]),
-        ("trivy-sarif/trivy-debian-buster-2020.sarif.json.golden", &[(High, 5), (Medium, 23), (Low, 71)]),
-        ("grype-sarif/defectdojo-grype-0.34.7-cxf-3.4.6.sarif", &[(Critical, 1), (High, 11), (Medium, 4), (Low, 6)]),
+        (
+            "trivy-sarif/trivy-debian-buster-2020.sarif.json.golden",
+            &[(High, 5), (Medium, 23), (Low, 71)],
+        ),
+        (
+            "grype-sarif/defectdojo-grype-0.34.7-cxf-3.4.6.sarif",
+            &[(Critical, 1), (High, 11), (Medium, 4), (Low, 6)],
+        ),
         // Grype's label wins over its CVSS score: CVE-1999-0001 is "low" with a score of 8.2.
-        ("grype-sarif/grype-snapshot-TestSarifPresenter_image.golden", &[(Critical, 1), (Low, 1)]),
+        (
+            "grype-sarif/grype-snapshot-TestSarifPresenter_image.golden",
+            &[(Critical, 1), (Low, 1)],
+        ),
     ];
     for (path, want) in cases {
         let report = parse(path);
@@ -86,26 +132,56 @@ fn trivy_and_grype_sarif_reports() {
     }
     // Rule ids become vulnerability ids: "[LOW] CVE-2011-3374" and "CVE-2008-0732-<package>".
     let old = parse("trivy-sarif/trivy-debian-buster-2020.sarif.json.golden");
-    assert!(old.findings.iter().any(|f| f.id == "CVE-2011-3374" && f.severity == Low));
+    assert!(
+        old.findings
+            .iter()
+            .any(|f| f.id == "CVE-2011-3374" && f.severity == Low)
+    );
     let grype = parse("grype-sarif/defectdojo-grype-0.34.7-cxf-3.4.6.sarif");
-    let f = grype.findings.iter().find(|f| f.id == "CVE-2019-12419").expect("critical finding");
-    assert_eq!((f.severity, f.package.as_deref()), (Critical, Some("cxf-xjc-runtime")));
+    let f = grype
+        .findings
+        .iter()
+        .find(|f| f.id == "CVE-2019-12419")
+        .expect("critical finding");
+    assert_eq!(
+        (f.severity, f.package.as_deref()),
+        (Critical, Some("cxf-xjc-runtime"))
+    );
     assert!(grype.findings.iter().all(|f| !f.id.contains("geronimo")));
     // A media type hint selects the parser directly.
     let hinted = parse_report(
         &fixture("trivy-sarif/trivy-alpine-310.sarif.golden"),
-        FormatHint { media_type: Some("application/sarif+json"), ..Default::default() },
+        FormatHint {
+            media_type: Some("application/sarif+json"),
+            ..Default::default()
+        },
     );
     assert_eq!(hinted.map(|r| r.findings.len()), Ok(4));
 }
 
 #[test]
 fn cyclonedx_reports_count_per_component() {
-    let cases: &[(&str, &[(Severity, usize)], usize)] = &[
-        ("trivy-cyclonedx/defectdojo-trivy-0.48.1-cyclonedx-issue_9277.json", &[(High, 4), (Medium, 4), (Low, 2)], 14),
-        ("trivy-cyclonedx/trivy-fluentd-multiple-lockfiles-short.cdx.json.golden", &[(Critical, 2), (High, 1)], 3),
-        ("trivy-cyclonedx/trivy-npm-cyclonedx.json.golden", &[(Medium, 1)], 1),
-        ("trivy-cyclonedx/trivy-pom-cyclonedx.json.golden", &[(Critical, 1), (High, 1)], 2),
+    let cases: &[(&str, Levels, usize)] = &[
+        (
+            "trivy-cyclonedx/defectdojo-trivy-0.48.1-cyclonedx-issue_9277.json",
+            &[(High, 4), (Medium, 4), (Low, 2)],
+            14,
+        ),
+        (
+            "trivy-cyclonedx/trivy-fluentd-multiple-lockfiles-short.cdx.json.golden",
+            &[(Critical, 2), (High, 1)],
+            3,
+        ),
+        (
+            "trivy-cyclonedx/trivy-npm-cyclonedx.json.golden",
+            &[(Medium, 1)],
+            1,
+        ),
+        (
+            "trivy-cyclonedx/trivy-pom-cyclonedx.json.golden",
+            &[(Critical, 1), (High, 1)],
+            2,
+        ),
         ("vex/cyclonedx-vex-bom-examples-vex.json", &[(High, 1)], 1),
         ("vex/cyclonedx-vex-trivy-testdata.json", &[(Unknown, 2)], 2),
     ];
@@ -117,7 +193,11 @@ fn cyclonedx_reports_count_per_component() {
         assert_eq!(report.findings.len(), *findings, "{path}");
     }
     let issue = parse("trivy-cyclonedx/defectdojo-trivy-0.48.1-cyclonedx-issue_9277.json");
-    let libc: Vec<_> = issue.findings.iter().filter(|f| f.id == "CVE-2016-20013").collect();
+    let libc: Vec<_> = issue
+        .findings
+        .iter()
+        .filter(|f| f.id == "CVE-2016-20013")
+        .collect();
     let packages: Vec<_> = libc.iter().filter_map(|f| f.package.as_deref()).collect();
     assert_eq!(packages, ["libc-bin", "libc6"]);
 }
@@ -126,11 +206,32 @@ fn cyclonedx_reports_count_per_component() {
 fn grype_json_reports() {
     let cases: &[(&str, &[(Severity, usize)])] = &[
         // One match has no severity and no CVSS of its own: Unknown.
-        ("grype-json/defectdojo-grype-issue_9618-ubi8.json", &[(Critical, 1), (High, 18), (Medium, 13), (Low, 2), (Unknown, 1)]),
-        ("grype-json/defectdojo-grype-many_vulns-python3.6.json", &[(High, 32), (Medium, 613), (Low, 107), (Negligible, 681), (Unknown, 76)]),
+        (
+            "grype-json/defectdojo-grype-issue_9618-ubi8.json",
+            &[
+                (Critical, 1),
+                (High, 18),
+                (Medium, 13),
+                (Low, 2),
+                (Unknown, 1),
+            ],
+        ),
+        (
+            "grype-json/defectdojo-grype-many_vulns-python3.6.json",
+            &[
+                (High, 32),
+                (Medium, 613),
+                (Low, 107),
+                (Negligible, 681),
+                (Unknown, 76),
+            ],
+        ),
         ("grype-json/defectdojo-grype-no_vuln.json", &[]),
         ("grype-json/grype-chainguard-ruby-test.json", &[(High, 3)]),
-        ("grype-json/grype-snapshot-TestJsonImgsPresenter.golden", &[(Critical, 1), (Low, 1)]),
+        (
+            "grype-json/grype-snapshot-TestJsonImgsPresenter.golden",
+            &[(Critical, 1), (Low, 1)],
+        ),
     ];
     for (path, want) in cases {
         let report = parse(path);
@@ -138,19 +239,46 @@ fn grype_json_reports() {
         assert_eq!(counts(&report), expect(want), "{path}");
     }
     let ubi = parse("grype-json/defectdojo-grype-issue_9618-ubi8.json");
-    assert!(ubi.findings.iter().any(|f| f.id == "CVE-2024-26308" && f.severity == Unknown && f.is_fixable()));
-    assert_eq!(ubi.scanner.as_ref().and_then(|s| s.version.as_deref()), Some("0.96.0"));
+    assert!(
+        ubi.findings
+            .iter()
+            .any(|f| f.id == "CVE-2024-26308" && f.severity == Unknown && f.is_fixable())
+    );
+    assert_eq!(
+        ubi.scanner.as_ref().and_then(|s| s.version.as_deref()),
+        Some("0.96.0")
+    );
     assert!(ubi.scanned_at.is_some());
 }
 
 #[test]
 fn cosign_vuln_attestations() {
-    let cases: &[(&str, ReportFormat, &[(Severity, usize)])] = &[
-        ("cosign-vuln-attestation/cosign-policy-testdata-valid-vuln.dsse.json", ReportFormat::EmptyCosignVuln, &[]),
-        ("cosign-vuln-attestation/cosign-spec-example-predicate-alpine-3.12.json", ReportFormat::TrivyJson, &[(High, 2)]),
-        ("cosign-vuln-attestation/policy-controller-distroless-static.dsse.json", ReportFormat::Sarif, &[]),
-        ("cosign-vuln-attestation/sluice-obs-metallb-configmaptocrs.trivy_vuln.intoto.json", ReportFormat::TrivyJson, &[(High, 2)]),
-        ("cosign-vuln-attestation/trivy-docs-cosign-vuln-predicate-alpine-3.10.json", ReportFormat::TrivyJson, &[(Critical, 1)]),
+    let cases: &[(&str, ReportFormat, Levels)] = &[
+        (
+            "cosign-vuln-attestation/cosign-policy-testdata-valid-vuln.dsse.json",
+            ReportFormat::EmptyCosignVuln,
+            &[],
+        ),
+        (
+            "cosign-vuln-attestation/cosign-spec-example-predicate-alpine-3.12.json",
+            ReportFormat::TrivyJson,
+            &[(High, 2)],
+        ),
+        (
+            "cosign-vuln-attestation/policy-controller-distroless-static.dsse.json",
+            ReportFormat::Sarif,
+            &[],
+        ),
+        (
+            "cosign-vuln-attestation/sluice-obs-metallb-configmaptocrs.trivy_vuln.intoto.json",
+            ReportFormat::TrivyJson,
+            &[(High, 2)],
+        ),
+        (
+            "cosign-vuln-attestation/trivy-docs-cosign-vuln-predicate-alpine-3.10.json",
+            ReportFormat::TrivyJson,
+            &[(Critical, 1)],
+        ),
     ];
     for (path, format, want) in cases {
         let report = parse(path);
@@ -160,9 +288,16 @@ fn cosign_vuln_attestations() {
     let signed = parse("cosign-vuln-attestation/cosign-policy-testdata-valid-vuln.dsse.json");
     assert!(signed.dsse);
     assert_eq!(signed.scanned_at, None, "zero timestamps mean unknown");
-    let sluice = parse("cosign-vuln-attestation/sluice-obs-metallb-configmaptocrs.trivy_vuln.intoto.json");
-    assert_eq!(sluice.predicate_type.as_deref(), Some("https://cosign.sigstore.dev/attestation/vuln/v1"));
-    assert_eq!(sluice.scanned_at.map(|t| t.to_string()).as_deref(), Some("2026-09-04T22:42:35.016403708Z"));
+    let sluice =
+        parse("cosign-vuln-attestation/sluice-obs-metallb-configmaptocrs.trivy_vuln.intoto.json");
+    assert_eq!(
+        sluice.predicate_type.as_deref(),
+        Some("https://cosign.sigstore.dev/attestation/vuln/v1")
+    );
+    assert_eq!(
+        sluice.scanned_at.map(|t| t.to_string()).as_deref(),
+        Some("2026-09-04T22:42:35.016403708Z")
+    );
 }
 
 #[test]
@@ -174,32 +309,71 @@ fn dsse_json_lines_hold_three_envelopes_with_legacy_predicate_type() {
         .map(|line| parse_report(line, FormatHint::default()).expect("envelope parses"))
         .collect();
     let formats: Vec<_> = reports.iter().map(|r| r.format).collect();
-    assert_eq!(formats, [ReportFormat::SnykJson, ReportFormat::Sarif, ReportFormat::Sarif]);
+    assert_eq!(
+        formats,
+        [
+            ReportFormat::SnykJson,
+            ReportFormat::Sarif,
+            ReportFormat::Sarif
+        ]
+    );
     for r in &reports {
         assert!(r.dsse && r.findings.is_empty());
-        assert_eq!(r.predicate_type.as_deref(), Some("cosign.sigstore.dev/attestation/vuln/v1"));
+        assert_eq!(
+            r.predicate_type.as_deref(),
+            Some("cosign.sigstore.dev/attestation/vuln/v1")
+        );
         assert!(r.scanned_at.is_some());
     }
-    let scanners: Vec<_> = reports.iter().filter_map(|r| r.scanner.as_ref()?.version.as_deref()).collect();
+    let scanners: Vec<_> = reports
+        .iter()
+        .filter_map(|r| r.scanner.as_ref()?.version.as_deref())
+        .collect();
     assert_eq!(scanners, ["v1.966.0", "0.29.2", "0.38.0"]);
 }
 
 #[test]
 fn intoto_vulns_predicates() {
-    for path in ["intoto-vulns/guac-certify-vuln-v02.json", "intoto-vulns/guac-certify-vuln-v01.json"] {
+    for path in [
+        "intoto-vulns/guac-certify-vuln-v02.json",
+        "intoto-vulns/guac-certify-vuln-v01.json",
+    ] {
         let report = parse(path);
         assert_eq!(report.format, ReportFormat::InTotoVulns, "{path}");
         // 8 IDs; the one with a CVSS vector scores 9.0 (Critical), the rest say nothing.
-        assert_eq!(counts(&report), expect(&[(Critical, 1), (Unknown, 7)]), "{path}");
-        let scored = report.findings.iter().find(|f| f.severity == Critical).expect("scored");
-        assert_eq!((scored.id.as_str(), scored.cvss_score), ("GHSA-7rjr-3q55-vv33", Some(9.0)));
-        assert_eq!(report.scanned_at.map(|t| t.to_string()).as_deref(), Some("2022-11-21T17:45:50.52Z"));
+        assert_eq!(
+            counts(&report),
+            expect(&[(Critical, 1), (Unknown, 7)]),
+            "{path}"
+        );
+        let scored = report
+            .findings
+            .iter()
+            .find(|f| f.severity == Critical)
+            .expect("scored");
+        assert_eq!(
+            (scored.id.as_str(), scored.cvss_score),
+            ("GHSA-7rjr-3q55-vv33", Some(9.0))
+        );
+        assert_eq!(
+            report.scanned_at.map(|t| t.to_string()).as_deref(),
+            Some("2022-11-21T17:45:50.52Z")
+        );
     }
     let none = parse("intoto-vulns/guac-certify-novuln-v02.json");
-    assert_eq!((none.format, none.findings.len()), (ReportFormat::InTotoVulns, 0));
+    assert_eq!(
+        (none.format, none.findings.len()),
+        (ReportFormat::InTotoVulns, 0)
+    );
     // The spec's example is JSONC with a placeholder: a typed error, not a panic.
-    let jsonc = parse_report(&fixture("intoto-vulns/intoto-spec-vulns_02-example.jsonc"), FormatHint::default());
-    assert!(matches!(jsonc, Err(FindingsError::InvalidJson(_))), "{jsonc:?}");
+    let jsonc = parse_report(
+        &fixture("intoto-vulns/intoto-spec-vulns_02-example.jsonc"),
+        FormatHint::default(),
+    );
+    assert!(
+        matches!(jsonc, Err(FindingsError::InvalidJson(_))),
+        "{jsonc:?}"
+    );
 }
 
 #[test]
@@ -230,14 +404,37 @@ fn openvex_documents_are_recognised_not_counted() {
         }
         by
     };
-    let m = |p: &[(&str, i32)]| p.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>();
-    assert_eq!(count("vex/openvex-go-vex-v0.2.0.json"), m(&[("Fixed", 3), ("NotAffected", 2)]));
-    assert_eq!(count("vex/openvex-go-vex-v020-1.vex.json"), m(&[("UnderInvestigation", 1)]));
-    assert_eq!(count("vex/openvex-trivy-project.openvex.json"), m(&[("NotAffected", 21)]));
+    let m = |p: &[(&str, i32)]| {
+        p.iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect::<BTreeMap<_, _>>()
+    };
+    assert_eq!(
+        count("vex/openvex-go-vex-v0.2.0.json"),
+        m(&[("Fixed", 3), ("NotAffected", 2)])
+    );
+    assert_eq!(
+        count("vex/openvex-go-vex-v020-1.vex.json"),
+        m(&[("UnderInvestigation", 1)])
+    );
+    assert_eq!(
+        count("vex/openvex-trivy-project.openvex.json"),
+        m(&[("NotAffected", 21)])
+    );
     let statements = parse_openvex(&fixture("vex/openvex-go-vex-v0.2.0.json")).expect("parses");
-    assert!(statements.iter().all(|s| !s.vulnerability.is_empty() && !s.products.is_empty()));
-    assert_eq!(statements[0].status == VexStatus::NotAffected || statements[0].status == VexStatus::Fixed, true);
-    let as_report = parse_report(&fixture("vex/openvex-go-vex-v0.2.0.json"), FormatHint::default());
+    assert!(
+        statements
+            .iter()
+            .all(|s| !s.vulnerability.is_empty() && !s.products.is_empty())
+    );
+    assert!(matches!(
+        statements[0].status,
+        VexStatus::NotAffected | VexStatus::Fixed
+    ));
+    let as_report = parse_report(
+        &fixture("vex/openvex-go-vex-v0.2.0.json"),
+        FormatHint::default(),
+    );
     assert!(matches!(as_report, Err(FindingsError::NotFindings(_))));
 }
 
@@ -246,49 +443,121 @@ fn malformed_and_hostile_input_gives_typed_errors() {
     let p = |bytes: &[u8]| parse_report(bytes, FormatHint::default());
     assert!(matches!(p(b""), Err(FindingsError::InvalidJson(_))));
     assert!(matches!(p(b"[1,2,3]"), Err(FindingsError::UnknownFormat)));
-    assert!(matches!(p(b"{\"hello\":1}"), Err(FindingsError::UnknownFormat)));
-    assert!(matches!(p(b"\"just a string\""), Err(FindingsError::UnknownFormat)));
+    assert!(matches!(
+        p(b"{\"hello\":1}"),
+        Err(FindingsError::UnknownFormat)
+    ));
+    assert!(matches!(
+        p(b"\"just a string\""),
+        Err(FindingsError::UnknownFormat)
+    ));
     // Truncated: the large Trivy report cut in half.
     let centos = fixture("trivy-json/trivy-centos-7-2021.json.golden");
-    assert!(matches!(p(&centos[..centos.len() / 2]), Err(FindingsError::InvalidJson(_))));
+    assert!(matches!(
+        p(&centos[..centos.len() / 2]),
+        Err(FindingsError::InvalidJson(_))
+    ));
     // Deep nesting: a typed field refuses it, an embedded document hits serde_json's
     // recursion limit instead of the stack.
     let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
     let typed = format!(r#"{{"SchemaVersion":2,"Results":{}}}"#, deep(100_000));
-    assert!(matches!(p(typed.as_bytes()), Err(FindingsError::Shape { format: "Trivy", .. })));
+    assert!(matches!(
+        p(typed.as_bytes()),
+        Err(FindingsError::Shape {
+            format: "Trivy",
+            ..
+        })
+    ));
     let embedded = format!(
         r#"{{"predicateType":"{COSIGN}","predicate":{{"scanner":{{"result":{{"runs":{}}}}}}}}}"#,
         deep(100_000)
     );
     let nested = p(embedded.as_bytes());
-    assert!(matches!(&nested, Err(FindingsError::InvalidJson(m)) if m.contains("recursion")), "{nested:?}");
+    assert!(
+        matches!(&nested, Err(FindingsError::InvalidJson(m)) if m.contains("recursion")),
+        "{nested:?}"
+    );
     // Wrong types are named.
     let wrong = br#"{"SchemaVersion":2,"Results":[{"Vulnerabilities":[{"VulnerabilityID":7}]}]}"#;
-    assert!(matches!(p(wrong), Err(FindingsError::Shape { format: "Trivy", .. })));
+    assert!(matches!(
+        p(wrong),
+        Err(FindingsError::Shape {
+            format: "Trivy",
+            ..
+        })
+    ));
     let wrong = br#"{"matches":"all of them"}"#;
-    assert!(matches!(p(wrong), Err(FindingsError::Shape { format: "Grype", .. })));
+    assert!(matches!(
+        p(wrong),
+        Err(FindingsError::Shape {
+            format: "Grype",
+            ..
+        })
+    ));
     // A huge string is just a long ID; a too-large document is refused before parsing.
-    let long_id = format!(r#"{{"SchemaVersion":2,"Results":[{{"Vulnerabilities":[{{"VulnerabilityID":"{}"}}]}}]}}"#, "X".repeat(1 << 20));
-    assert_eq!(p(long_id.as_bytes()).map(|r| r.findings[0].id.len()), Ok(1 << 20));
-    let small = Limits { max_bytes: 1024, ..Default::default() };
-    assert!(matches!(parse_report_with(&centos, FormatHint::default(), small), Err(FindingsError::TooLarge { .. })));
-    let few = Limits { max_findings: 10, ..Default::default() };
-    assert!(matches!(parse_report_with(&centos, FormatHint::default(), few), Err(FindingsError::TooManyFindings(10))));
+    let long_id = format!(
+        r#"{{"SchemaVersion":2,"Results":[{{"Vulnerabilities":[{{"VulnerabilityID":"{}"}}]}}]}}"#,
+        "X".repeat(1 << 20)
+    );
+    assert_eq!(
+        p(long_id.as_bytes()).map(|r| r.findings[0].id.len()),
+        Ok(1 << 20)
+    );
+    let small = Limits {
+        max_bytes: 1024,
+        ..Default::default()
+    };
+    assert!(matches!(
+        parse_report_with(&centos, FormatHint::default(), small),
+        Err(FindingsError::TooLarge { .. })
+    ));
+    let few = Limits {
+        max_findings: 10,
+        ..Default::default()
+    };
+    assert!(matches!(
+        parse_report_with(&centos, FormatHint::default(), few),
+        Err(FindingsError::TooManyFindings(10))
+    ));
     // A hint that does not fit the content is an error, never "no findings".
     let trivy = fixture("trivy-json/trivy-pom.json.golden");
-    let sarif_hint = FormatHint { artifact_type: Some("application/sarif+json"), ..Default::default() };
-    assert!(matches!(parse_report(&trivy, sarif_hint), Err(FindingsError::Shape { format: "SARIF", .. })));
+    let sarif_hint = FormatHint {
+        artifact_type: Some("application/sarif+json"),
+        ..Default::default()
+    };
+    assert!(matches!(
+        parse_report(&trivy, sarif_hint),
+        Err(FindingsError::Shape {
+            format: "SARIF",
+            ..
+        })
+    ));
     // A CycloneDX SBOM without vulnerabilities is not a clean scan.
-    assert!(matches!(p(br#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}"#), Err(FindingsError::NotFindings(_))));
+    assert!(matches!(
+        p(br#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}"#),
+        Err(FindingsError::NotFindings(_))
+    ));
     // DSSE: bad base64, foreign payload type, envelope inside an envelope.
-    assert!(matches!(p(br#"{"payloadType":"application/vnd.in-toto+json","payload":"!!!","signatures":[]}"#), Err(FindingsError::Envelope(_))));
-    assert!(matches!(p(br#"{"payloadType":"text/plain","payload":"e30=","signatures":[]}"#), Err(FindingsError::Envelope(_))));
-    let inner = base64_encode(br#"{"payloadType":"application/vnd.in-toto+json","payload":"e30="}"#);
+    assert!(matches!(
+        p(br#"{"payloadType":"application/vnd.in-toto+json","payload":"!!!","signatures":[]}"#),
+        Err(FindingsError::Envelope(_))
+    ));
+    assert!(matches!(
+        p(br#"{"payloadType":"text/plain","payload":"e30=","signatures":[]}"#),
+        Err(FindingsError::Envelope(_))
+    ));
+    let inner =
+        base64_encode(br#"{"payloadType":"application/vnd.in-toto+json","payload":"e30="}"#);
     let nested = format!(r#"{{"payloadType":"application/vnd.in-toto+json","payload":"{inner}"}}"#);
-    assert!(matches!(p(nested.as_bytes()), Err(FindingsError::Envelope(m)) if m.contains("nested")));
+    assert!(
+        matches!(p(nested.as_bytes()), Err(FindingsError::Envelope(m)) if m.contains("nested"))
+    );
     // A statement with a predicate that carries no vulnerabilities.
     let slsa = br#"{"_type":"https://in-toto.io/Statement/v1","predicateType":"https://slsa.dev/provenance/v1","predicate":{}}"#;
-    assert!(matches!(p(slsa), Err(FindingsError::UnsupportedPredicate(_))));
+    assert!(matches!(
+        p(slsa),
+        Err(FindingsError::UnsupportedPredicate(_))
+    ));
 }
 
 const COSIGN: &str = "https://cosign.sigstore.dev/attestation/vuln/v1";

@@ -11,7 +11,9 @@ fn main() -> ExitCode {
         match arg.as_str() {
             "--check" => check = true,
             "-h" | "--help" => {
-                println!("usage: crdgen [--check] [DIR]\n\nWrites the Portcullis CRDs as YAML into DIR (default config/crd).\nWith --check, writes nothing and fails when a file in DIR differs.");
+                println!(
+                    "usage: crdgen [--check] [DIR]\n\nWrites the Portcullis CRDs as YAML into DIR (default config/crd).\nWith --check, writes nothing and fails when a file in DIR differs."
+                );
                 return ExitCode::SUCCESS;
             }
             other => dir = PathBuf::from(other),
@@ -31,7 +33,9 @@ fn main() -> ExitCode {
             if std::fs::read_to_string(&path).ok().as_deref() != Some(yaml.as_str()) {
                 stale.push(path.display().to_string());
             }
-        } else if let Err(err) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, yaml)) {
+        } else if let Err(err) =
+            std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, yaml))
+        {
             eprintln!("crdgen: cannot write {}: {err}", path.display());
             return ExitCode::FAILURE;
         } else {

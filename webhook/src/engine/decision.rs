@@ -176,13 +176,18 @@ pub struct AdmissionDecision {
 
 /// Any Deny denies the request; otherwise any Audit admits it with warnings.
 pub fn aggregate(containers: &[ContainerDecision]) -> AdmissionDecision {
-    let action = containers.iter().map(|c| c.decision.action).max().unwrap_or(Action::Allow);
+    let action = containers
+        .iter()
+        .map(|c| c.decision.action)
+        .max()
+        .unwrap_or(Action::Allow);
     let denied: Vec<String> = containers
         .iter()
         .filter(|c| c.decision.action == Action::Deny)
         .filter_map(|c| c.decision.message(&c.image))
         .collect();
-    let message = (!denied.is_empty()).then(|| truncate(&denied.join("; "), limits::MAX_MESSAGE_BYTES));
+    let message =
+        (!denied.is_empty()).then(|| truncate(&denied.join("; "), limits::MAX_MESSAGE_BYTES));
     let mut warnings: Vec<String> = containers
         .iter()
         .flat_map(|c| {
@@ -197,7 +202,9 @@ pub fn aggregate(containers: &[ContainerDecision]) -> AdmissionDecision {
     if warnings.len() > limits::MAX_WARNINGS {
         let more = warnings.len() - (limits::MAX_WARNINGS - 1);
         warnings.truncate(limits::MAX_WARNINGS - 1);
-        warnings.push(format!("portcullis: {more} more audited violations not shown"));
+        warnings.push(format!(
+            "portcullis: {more} more audited violations not shown"
+        ));
     }
     AdmissionDecision {
         allowed: action != Action::Deny,
@@ -215,7 +222,10 @@ fn audit_warning(image: &str, v: &Violation) -> String {
     let cves = if v.cves.is_empty() {
         String::new()
     } else {
-        format!(": {}", v.cves.iter().map(|c| &**c).collect::<Vec<_>>().join(", "))
+        format!(
+            ": {}",
+            v.cves.iter().map(|c| &**c).collect::<Vec<_>>().join(", ")
+        )
     };
     truncate(
         &format!("portcullis audited {image} ({who}): {}{cves}", v.message),

@@ -47,9 +47,16 @@ pub struct ScanSummary {
 
 impl ScanSummary {
     /// Summarises findings scanned at `scanned_at` (unknown: `None`).
-    pub fn new(findings: impl IntoIterator<Item = GateFinding>, scanned_at: Option<Timestamp>) -> Self {
+    pub fn new(
+        findings: impl IntoIterator<Item = GateFinding>,
+        scanned_at: Option<Timestamp>,
+    ) -> Self {
         let mut by_id: Vec<GateFinding> = findings.into_iter().collect();
-        by_id.sort_by(|a, b| a.id.cmp(&b.id).then(b.severity.cmp(&a.severity)).then(b.fixable.cmp(&a.fixable)));
+        by_id.sort_by(|a, b| {
+            a.id.cmp(&b.id)
+                .then(b.severity.cmp(&a.severity))
+                .then(b.fixable.cmp(&a.fixable))
+        });
         let mut all = [0; 6];
         let mut fixable = [0; 6];
         for f in &by_id {
@@ -58,7 +65,9 @@ impl ScanSummary {
                 fixable[f.severity as usize] += 1;
             }
         }
-        let mut by_severity: Vec<u32> = (0..by_id.len()).filter_map(|i| u32::try_from(i).ok()).collect();
+        let mut by_severity: Vec<u32> = (0..by_id.len())
+            .filter_map(|i| u32::try_from(i).ok())
+            .collect();
         by_severity.sort_by(|&a, &b| {
             let (fa, fb) = (&by_id[a as usize], &by_id[b as usize]);
             fb.severity.cmp(&fa.severity).then(fa.id.cmp(&fb.id))
@@ -99,7 +108,10 @@ impl ScanSummary {
     /// All findings with this ID (one per package).
     pub(super) fn with_id(&self, id: &str) -> &[GateFinding] {
         let start = self.by_id.partition_point(|f| &*f.id < id);
-        let len = self.by_id[start..].iter().take_while(|f| &*f.id == id).count();
+        let len = self.by_id[start..]
+            .iter()
+            .take_while(|f| &*f.id == id)
+            .count();
         &self.by_id[start..start + len]
     }
 

@@ -37,8 +37,8 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 
 pub use decision::{
-    Action, AdmissionDecision, ContainerDecision, Decision, MAX_LISTED_CVES, ReasonCode, Stage, Violation,
-    aggregate, limits, truncate,
+    Action, AdmissionDecision, ContainerDecision, Decision, MAX_LISTED_CVES, ReasonCode, Stage,
+    Violation, aggregate, limits, truncate,
 };
 pub use evidence::{Evidence, FailureClass, GateFinding, ScanSummary};
 pub use rule::{CompiledRule, RuleError};
@@ -230,7 +230,12 @@ fn judge_rule(
             subject.image.registry(),
             rule.allowed_registries_text
         );
-        return found(violation(ReasonCode::RegistryNotAllowed, Stage::Registry, message, Vec::new()));
+        return found(violation(
+            ReasonCode::RegistryNotAllowed,
+            Stage::Registry,
+            message,
+            Vec::new(),
+        ));
     }
 
     let summary = match evidence {
@@ -240,7 +245,12 @@ fn judge_rule(
             ..
         } if rule.block_unscanned => {
             let message = "No vulnerability findings are attached to the image; unscanned images are not allowed by policy".to_owned();
-            return found(violation(ReasonCode::Failure(FailureClass::NoFindings), Stage::Unscanned, message, Vec::new()));
+            return found(violation(
+                ReasonCode::Failure(FailureClass::NoFindings),
+                Stage::Unscanned,
+                message,
+                Vec::new(),
+            ));
         }
         // Other failures are the failure class's configured action, not this rule's.
         Evidence::Failed { .. } => {
@@ -267,9 +277,14 @@ fn judge_rule(
                 "The newest vulnerability findings were produced {when}, older than the maximum age of {text}; stale findings count as missing"
             );
             return Judged {
-                violation: rule
-                    .block_unscanned
-                    .then(|| violation(ReasonCode::Failure(FailureClass::StaleFindings), Stage::Unscanned, message, Vec::new())),
+                violation: rule.block_unscanned.then(|| {
+                    violation(
+                        ReasonCode::Failure(FailureClass::StaleFindings),
+                        Stage::Unscanned,
+                        message,
+                        Vec::new(),
+                    )
+                }),
                 stale: true,
             };
         }
@@ -305,11 +320,19 @@ fn judge_rule(
                     level_phrase(level),
                 );
                 let cves = listed_cves(summary, rule, level, today);
-                return found(violation(ReasonCode::SeverityThreshold, Stage::Finding(level), message, cves));
+                return found(violation(
+                    ReasonCode::SeverityThreshold,
+                    Stage::Finding(level),
+                    message,
+                    cves,
+                ));
             }
         }
-        let mut at_level: Vec<Arc<str>> =
-            forbidden.iter().filter(|(s, _)| *s == level).map(|(_, id)| Arc::clone(id)).collect();
+        let mut at_level: Vec<Arc<str>> = forbidden
+            .iter()
+            .filter(|(s, _)| *s == level)
+            .map(|(_, id)| Arc::clone(id))
+            .collect();
         if !at_level.is_empty() {
             // Report every forbidden CVE present, strongest first.
             at_level = forbidden.iter().map(|(_, id)| Arc::clone(id)).collect();
@@ -318,7 +341,12 @@ fn judge_rule(
                 "Image contains forbidden CVEs: {}",
                 at_level.iter().map(|c| &**c).collect::<Vec<_>>().join(", ")
             );
-            return found(violation(ReasonCode::ForbiddenCve, Stage::Finding(level), message, at_level));
+            return found(violation(
+                ReasonCode::ForbiddenCve,
+                Stage::Finding(level),
+                message,
+                at_level,
+            ));
         }
     }
     Judged {
@@ -345,9 +373,17 @@ fn level_phrase(level: Severity) -> String {
 }
 
 /// The first distinct CVEs counted at `level` or above, strongest first.
-fn listed_cves(summary: &ScanSummary, rule: &CompiledRule, level: Severity, today: Date) -> Vec<Arc<str>> {
+fn listed_cves(
+    summary: &ScanSummary,
+    rule: &CompiledRule,
+    level: Severity,
+    today: Date,
+) -> Vec<Arc<str>> {
     let mut out: Vec<Arc<str>> = Vec::new();
-    for f in summary.strongest_first().take_while(|f| f.severity >= level) {
+    for f in summary
+        .strongest_first()
+        .take_while(|f| f.severity >= level)
+    {
         if out.len() == MAX_LISTED_CVES {
             break;
         }
@@ -361,5 +397,7 @@ fn listed_cves(summary: &ScanSummary, rule: &CompiledRule, level: Severity, toda
 
 fn capitalise(text: &str) -> String {
     let mut chars = text.chars();
-    chars.next().map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
+    chars
+        .next()
+        .map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use jiff::civil::Date;
 use portcullis_crds::policy::{
-    ExemptionType, MatchOperator, MatcherType, PolicyAction, SecurityArtifactPolicySpec, SeverityLimits,
-    SpecError, parse_age,
+    ExemptionType, MatchOperator, MatcherType, PolicyAction, SecurityArtifactPolicySpec,
+    SeverityLimits, SpecError, parse_age,
 };
 use wildmatch::WildMatch;
 
@@ -67,7 +67,9 @@ impl ValueMatcher {
 /// Docker Hub has several names; rules and references use `docker.io`.
 pub(super) fn canonical_registry(host: &str) -> String {
     match host {
-        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => "docker.io".to_owned(),
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
+            "docker.io".to_owned()
+        }
         other => other.to_owned(),
     }
 }
@@ -155,7 +157,10 @@ pub struct CompiledRule {
 
 impl CompiledRule {
     /// Validates and compiles a rule.
-    pub fn compile(name: &str, spec: &SecurityArtifactPolicySpec) -> Result<CompiledRule, RuleError> {
+    pub fn compile(
+        name: &str,
+        spec: &SecurityArtifactPolicySpec,
+    ) -> Result<CompiledRule, RuleError> {
         spec.validate().map_err(|source| RuleError {
             rule: name.to_owned(),
             source,
@@ -202,7 +207,11 @@ impl CompiledRule {
                     ExemptionType::Pod => Attribute::Pod,
                     ExemptionType::Label => Attribute::Label(e.key.clone().unwrap_or_default()),
                 };
-                let matcher = ValueMatcher::new(e.operator, std::slice::from_ref(&e.value), attribute.canonicaliser());
+                let matcher = ValueMatcher::new(
+                    e.operator,
+                    std::slice::from_ref(&e.value),
+                    attribute.canonicaliser(),
+                );
                 Expiring {
                     item: (attribute, matcher),
                     expires: e.expires,
@@ -218,12 +227,17 @@ impl CompiledRule {
             })
             .collect();
         ignored.sort_by(|a, b| a.item.cmp(&b.item).then(b.expires.cmp(&a.expires)));
-        let mut forbidden: Vec<Arc<str>> =
-            spec.conditions.forbidden_cves.iter().map(|c| Arc::from(c.trim())).collect();
+        let mut forbidden: Vec<Arc<str>> = spec
+            .conditions
+            .forbidden_cves
+            .iter()
+            .map(|c| Arc::from(c.trim()))
+            .collect();
         forbidden.sort();
         forbidden.dedup();
         let registries = |list: &[String]| {
-            (!list.is_empty()).then(|| ValueMatcher::new(MatchOperator::Glob, list, canonical_registry))
+            (!list.is_empty())
+                .then(|| ValueMatcher::new(MatchOperator::Glob, list, canonical_registry))
         };
         Ok(CompiledRule {
             name: Arc::from(name),
@@ -254,7 +268,10 @@ impl CompiledRule {
     /// enabled, in scope, not exempt, registry supported.
     pub(super) fn applies_to(&self, subject: &Subject<'_>, today: Date) -> bool {
         self.enabled
-            && self.scope.iter().all(|(attr, m)| m.matches(attr.read(subject)))
+            && self
+                .scope
+                .iter()
+                .all(|(attr, m)| m.matches(attr.read(subject)))
             && !self
                 .exemptions
                 .iter()

@@ -5,7 +5,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::intoto::ScanMetadata;
-use super::{FindingsError, Report, ReportFormat, Scanner, cyclonedx, from_value, grype, sarif, snyk, trivy};
+use super::{
+    FindingsError, Report, ReportFormat, Scanner, cyclonedx, from_value, grype, sarif, snyk, trivy,
+};
 
 #[derive(Deserialize)]
 pub(super) struct CosignPredicate {

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use super::{Finding, FindingsError, Report, ReportFormat, Scanner, null_as_default, parse_time, severity_of};
+use super::{
+    Finding, FindingsError, Report, ReportFormat, Scanner, null_as_default, parse_time, severity_of,
+};
 use crate::severity::Severity;
 
 /// Components nest; deeper ones are ignored rather than recursed into without bound.
@@ -107,7 +109,9 @@ pub(super) fn parse(bom: Bom) -> Result<Report, FindingsError> {
     index_components(&bom.components, &mut components, 0);
 
     let Some(vulnerabilities) = bom.vulnerabilities else {
-        return Err(FindingsError::NotFindings("a CycloneDX SBOM without vulnerabilities"));
+        return Err(FindingsError::NotFindings(
+            "a CycloneDX SBOM without vulnerabilities",
+        ));
     };
     for vuln in vulnerabilities {
         let word = vuln
@@ -118,8 +122,17 @@ pub(super) fn parse(bom: Bom) -> Result<Report, FindingsError> {
             .max_by_key(|(s, _)| *s)
             .map(|(_, w)| w);
         let v3 = |r: &&Rating| r.method.as_deref().is_some_and(|m| m.starts_with("CVSSv3"));
-        let score = vuln.ratings.iter().filter(v3).filter_map(|r| r.score).reduce(f64::max);
-        let vector = vuln.ratings.iter().filter(v3).find_map(|r| r.vector.as_deref());
+        let score = vuln
+            .ratings
+            .iter()
+            .filter(v3)
+            .filter_map(|r| r.score)
+            .reduce(f64::max);
+        let vector = vuln
+            .ratings
+            .iter()
+            .filter(v3)
+            .find_map(|r| r.vector.as_deref());
         let (severity, cvss_score) = severity_of(word, score, vector);
 
         if vuln.affects.is_empty() {
@@ -157,7 +170,11 @@ pub(super) fn parse(bom: Bom) -> Result<Report, FindingsError> {
     Ok(report)
 }
 
-fn index_components<'a>(list: &'a [Component], out: &mut HashMap<&'a str, &'a Component>, depth: usize) {
+fn index_components<'a>(
+    list: &'a [Component],
+    out: &mut HashMap<&'a str, &'a Component>,
+    depth: usize,
+) {
     if depth >= MAX_COMPONENT_DEPTH {
         return;
     }

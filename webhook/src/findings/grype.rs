@@ -2,7 +2,9 @@
 
 use serde::Deserialize;
 
-use super::{Finding, Report, ReportFormat, Scanner, non_empty, null_as_default, parse_time, severity_of};
+use super::{
+    Finding, Report, ReportFormat, Scanner, non_empty, null_as_default, parse_time, severity_of,
+};
 
 #[derive(Deserialize)]
 pub(super) struct GrypeReport {
@@ -69,8 +71,14 @@ pub(super) fn parse(doc: GrypeReport) -> Report {
     }
     for m in doc.matches {
         let v = m.vulnerability;
-        let v3 = || v.cvss.iter().filter(|c| c.version.as_deref().is_some_and(|s| s.starts_with('3')));
-        let score = v3().filter_map(|c| c.metrics.as_ref()?.base_score).reduce(f64::max);
+        let v3 = || {
+            v.cvss
+                .iter()
+                .filter(|c| c.version.as_deref().is_some_and(|s| s.starts_with('3')))
+        };
+        let score = v3()
+            .filter_map(|c| c.metrics.as_ref()?.base_score)
+            .reduce(f64::max);
         let vector = v3().find_map(|c| c.vector.as_deref());
         let (severity, cvss_score) = severity_of(v.severity.as_deref(), score, vector);
         let fixed = v.fix.map(|f| f.versions.join(", "));

@@ -69,14 +69,21 @@ pub(super) fn parse_envelope(bytes: &[u8], limits: Limits) -> Result<Report, Fin
 }
 
 pub(super) fn parse_statement(bytes: &[u8], predicate_type: &str) -> Result<Report, FindingsError> {
-    fn predicate<P: DeserializeOwned>(bytes: &[u8], format: &'static str) -> Result<P, FindingsError> {
+    fn predicate<P: DeserializeOwned>(
+        bytes: &[u8],
+        format: &'static str,
+    ) -> Result<P, FindingsError> {
         Ok(from_slice::<Statement<P>>(bytes, format)?.predicate)
     }
     let mut report = match predicate_kind(predicate_type) {
         Some(PredicateKind::Vulns) => parse_vulns(predicate(bytes, "in-toto vulns")?),
         Some(PredicateKind::CosignVuln) => cosign::parse(predicate(bytes, "cosign vuln")?)?,
         Some(PredicateKind::CycloneDx) => cyclonedx::parse(predicate(bytes, "CycloneDX")?)?,
-        None => return Err(FindingsError::UnsupportedPredicate(predicate_type.to_owned())),
+        None => {
+            return Err(FindingsError::UnsupportedPredicate(
+                predicate_type.to_owned(),
+            ));
+        }
     };
     report.predicate_type = Some(predicate_type.to_owned());
     Ok(report)
@@ -119,7 +126,8 @@ pub(super) struct ScanMetadata {
 
 impl ScanMetadata {
     pub(super) fn time(&self) -> Option<jiff::Timestamp> {
-        parse_time(self.scan_finished_on.as_deref()).or_else(|| parse_time(self.scan_started_on.as_deref()))
+        parse_time(self.scan_finished_on.as_deref())
+            .or_else(|| parse_time(self.scan_started_on.as_deref()))
     }
 }
 
@@ -157,16 +165,27 @@ fn parse_vulns(predicate: VulnsPredicate) -> Report {
     });
     for r in predicate.scanner.result {
         let annotation = |key: &str| annotation_text(&r.annotations, key);
-        let leading = r.leading_severity_score.clone().or_else(|| annotation("leadingSeverityScore"));
+        let leading = r
+            .leading_severity_score
+            .clone()
+            .or_else(|| annotation("leadingSeverityScore"));
         // Entries are words ("medium"), numbers ("5.2") or CVSS vectors; take the strongest of each kind.
-        let word = leading.as_deref().and_then(Severity::from_word).or_else(|| {
-            r.severity
-                .iter()
-                .flat_map(|e| [e.textual_score.as_deref(), e.score.as_ref().and_then(Scalar::as_text)])
-                .flatten()
-                .filter_map(Severity::from_word)
-                .max()
-        });
+        let word = leading
+            .as_deref()
+            .and_then(Severity::from_word)
+            .or_else(|| {
+                r.severity
+                    .iter()
+                    .flat_map(|e| {
+                        [
+                            e.textual_score.as_deref(),
+                            e.score.as_ref().and_then(Scalar::as_text),
+                        ]
+                    })
+                    .flatten()
+                    .filter_map(Severity::from_word)
+                    .max()
+            });
         let score = r
             .severity
             .iter()
@@ -180,8 +199,13 @@ fn parse_vulns(predicate: VulnsPredicate) -> Report {
             id: r.id,
             severity,
             cvss_score,
-            package: non_empty(r.vulnerable_package.or_else(|| annotation("vulnerablePackage"))),
-            installed_version: non_empty(r.detected_version.or_else(|| annotation("detectedVersion"))),
+            package: non_empty(
+                r.vulnerable_package
+                    .or_else(|| annotation("vulnerablePackage")),
+            ),
+            installed_version: non_empty(
+                r.detected_version.or_else(|| annotation("detectedVersion")),
+            ),
             fixed_version: non_empty(r.fix_version.or_else(|| annotation("fixVersion"))),
         });
     }

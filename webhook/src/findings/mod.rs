@@ -43,7 +43,9 @@ pub struct Finding {
 impl Finding {
     /// True when a fixed version is known (`fixableOnly`).
     pub fn is_fixable(&self) -> bool {
-        self.fixed_version.as_deref().is_some_and(|v| !v.trim().is_empty())
+        self.fixed_version
+            .as_deref()
+            .is_some_and(|v| !v.trim().is_empty())
     }
 }
 
@@ -146,7 +148,9 @@ pub enum FindingsError {
     #[error("report is not valid JSON: {0}")]
     InvalidJson(String),
     /// Valid JSON, but no known report format.
-    #[error("report format not recognised (expected Trivy, Grype, SARIF, CycloneDX, in-toto vulns or cosign vuln)")]
+    #[error(
+        "report format not recognised (expected Trivy, Grype, SARIF, CycloneDX, in-toto vulns or cosign vuln)"
+    )]
     UnknownFormat,
     /// A known format with fields of the wrong type or missing.
     #[error("malformed {format} report: {message}")]
@@ -283,7 +287,9 @@ fn parse_sniffed(bytes: &[u8], limits: Limits, depth: u8) -> Result<Report, Find
     if probe.runs.is_some() {
         return Ok(sarif::parse(from_slice(bytes, "SARIF")?));
     }
-    if probe.bom_format.is_some() || (probe.spec_version.is_some() && probe.vulnerabilities.is_some()) {
+    if probe.bom_format.is_some()
+        || (probe.spec_version.is_some() && probe.vulnerabilities.is_some())
+    {
         return cyclonedx::parse(from_slice(bytes, "CycloneDX")?);
     }
     if probe.context.is_some() && probe.statements.is_some() {
@@ -390,9 +396,17 @@ where
 
 /// Severity from what a format gives, strongest evidence first: the tool's own
 /// word, else a CVSS score, else a CVSS vector's computed base score.
-fn severity_of(word: Option<&str>, score: Option<f64>, vector: Option<&str>) -> (Severity, Option<f64>) {
-    let score = score.filter(|s| s.is_finite()).or_else(|| vector.and_then(cvss_base_score));
-    let from_word = word.and_then(Severity::from_word).filter(|s| *s != Severity::Unknown);
+fn severity_of(
+    word: Option<&str>,
+    score: Option<f64>,
+    vector: Option<&str>,
+) -> (Severity, Option<f64>) {
+    let score = score
+        .filter(|s| s.is_finite())
+        .or_else(|| vector.and_then(cvss_base_score));
+    let from_word = word
+        .and_then(Severity::from_word)
+        .filter(|s| *s != Severity::Unknown);
     let severity = from_word
         .or_else(|| score.and_then(Severity::from_cvss_score))
         .unwrap_or(Severity::Unknown);

@@ -16,7 +16,9 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use super::{Finding, Report, ReportFormat, Scalar, Scanner, null_as_default, parse_time, severity_of};
+use super::{
+    Finding, Report, ReportFormat, Scalar, Scanner, null_as_default, parse_time, severity_of,
+};
 use crate::severity::Severity;
 
 #[derive(Deserialize)]
@@ -97,7 +99,14 @@ enum Producer {
 pub(super) fn parse(log: SarifLog) -> Report {
     let mut report = Report::new(ReportFormat::Sarif);
     for run in log.runs {
-        let producer = match run.tool.driver.name.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        let producer = match run
+            .tool
+            .driver
+            .name
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             Some("trivy") => Producer::Trivy,
             Some("grype") => Producer::Grype,
             _ => Producer::Other,
@@ -109,14 +118,17 @@ pub(super) fn parse(log: SarifLog) -> Report {
             });
         }
         if report.scanned_at.is_none() {
-            report.scanned_at = run
-                .invocations
-                .iter()
-                .find_map(|i| parse_time(i.end_time_utc.as_deref().or(i.start_time_utc.as_deref())));
+            report.scanned_at = run.invocations.iter().find_map(|i| {
+                parse_time(i.end_time_utc.as_deref().or(i.start_time_utc.as_deref()))
+            });
         }
         let rules = &run.tool.driver.rules;
-        let by_id: HashMap<&str, usize> =
-            rules.iter().enumerate().rev().map(|(i, r)| (r.id.as_str(), i)).collect();
+        let by_id: HashMap<&str, usize> = rules
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, r)| (r.id.as_str(), i))
+            .collect();
         let described: Vec<RuleFacts> = rules.iter().map(|r| rule_facts(r, producer)).collect();
         for result in run.results {
             let index = result
@@ -124,12 +136,20 @@ pub(super) fn parse(log: SarifLog) -> Report {
                 .filter(|&i| {
                     i < rules.len() && result.rule_id.as_deref().is_none_or(|id| rules[i].id == id)
                 })
-                .or_else(|| result.rule_id.as_deref().and_then(|id| by_id.get(id).copied()));
+                .or_else(|| {
+                    result
+                        .rule_id
+                        .as_deref()
+                        .and_then(|id| by_id.get(id).copied())
+                });
             let facts = match index {
                 Some(i) => described[i].clone(),
                 // A result naming no known rule: its ruleId is all we have.
                 None => RuleFacts {
-                    id: result.rule_id.map(|id| strip_level_prefix(&id).0.to_owned()).unwrap_or_default(),
+                    id: result
+                        .rule_id
+                        .map(|id| strip_level_prefix(&id).0.to_owned())
+                        .unwrap_or_default(),
                     severity: Severity::Unknown,
                     score: None,
                     package: None,
@@ -172,8 +192,10 @@ fn rule_facts(rule: &Rule, producer: Producer) -> RuleFacts {
         .map(String::as_str)
         .find(|t| Severity::from_word(t).is_some());
     if producer == Producer::Grype
-        && let Some((vuln_id, grype_word, pkg)) =
-            rule.short_description.as_ref().and_then(|d| grype_template(d.text.as_deref()?))
+        && let Some((vuln_id, grype_word, pkg)) = rule
+            .short_description
+            .as_ref()
+            .and_then(|d| grype_template(d.text.as_deref()?))
     {
         if rule.id.starts_with(vuln_id) {
             id = vuln_id;
@@ -207,7 +229,10 @@ fn grype_template(text: &str) -> Option<(&str, &str, &str)> {
     let mut words = text.splitn(4, ' ');
     let id = words.next()?;
     let severity = words.next().filter(|w| Severity::from_word(w).is_some())?;
-    let rest = words.next().filter(|w| *w == "vulnerability").and(words.next())?;
+    let rest = words
+        .next()
+        .filter(|w| *w == "vulnerability")
+        .and(words.next())?;
     let package = rest.strip_prefix("for ")?.strip_suffix(" package")?;
     Some((id, severity, package))
 }

@@ -34,8 +34,11 @@ struct SnykIdentifiers {
 pub(super) fn parse(doc: SnykReport) -> Report {
     let mut report = Report::new(ReportFormat::SnykJson);
     for v in doc.vulnerabilities {
-        let (severity, cvss_score) =
-            severity_of(v.severity.as_deref(), v.cvss_score.as_ref().and_then(Scalar::as_f64), None);
+        let (severity, cvss_score) = severity_of(
+            v.severity.as_deref(),
+            v.cvss_score.as_ref().and_then(Scalar::as_f64),
+            None,
+        );
         // Snyk's own IDs (SNYK-...) name a CVE when there is one; rules are written with CVEs.
         let id = v.identifiers.cve.into_iter().next().unwrap_or(v.id);
         report.findings.push(Finding {

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{
-    Finding, Report, ReportFormat, Scalar, Scanner, non_empty, null_as_default, scalar_time, severity_of,
+    Finding, Report, ReportFormat, Scalar, Scanner, non_empty, null_as_default, scalar_time,
+    severity_of,
 };
 
 #[derive(Deserialize)]
@@ -64,9 +65,12 @@ pub(super) fn parse(doc: TrivyReport) -> Report {
     for vuln in doc.results.into_iter().flat_map(|r| r.vulnerabilities) {
         // NVD's score when present, else the highest vendor score.
         let nvd = vuln.cvss.get("nvd");
-        let score = nvd
-            .and_then(|c| c.v3_score)
-            .or_else(|| vuln.cvss.values().filter_map(|c| c.v3_score).reduce(f64::max));
+        let score = nvd.and_then(|c| c.v3_score).or_else(|| {
+            vuln.cvss
+                .values()
+                .filter_map(|c| c.v3_score)
+                .reduce(f64::max)
+        });
         let vector = nvd
             .and_then(|c| c.v3_vector.as_deref())
             .or_else(|| vuln.cvss.values().find_map(|c| c.v3_vector.as_deref()));

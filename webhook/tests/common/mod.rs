@@ -1,6 +1,7 @@
 //! Shared helpers for integration tests.
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
+#![allow(clippy::panic, reason = "test code fails loudly")]
 
 use std::path::PathBuf;
 
