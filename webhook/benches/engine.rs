@@ -2,7 +2,12 @@
 //!
 //! cargo bench -p portcullis-webhook --bench engine
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "benchmark set-up")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "benchmark set-up"
+)]
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -12,10 +17,12 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use jiff::Timestamp;
 use portcullis_crds::policy::{
-    Exemption, ExemptionType, FindingsRequirements, IgnoredCve, MatchOperator, MatcherType, PolicyAction,
-    RuleConditions, ScopeMatcher, SecurityArtifactPolicySpec, SeverityLimits,
+    Exemption, ExemptionType, FindingsRequirements, IgnoredCve, MatchOperator, MatcherType,
+    PolicyAction, RuleConditions, ScopeMatcher, SecurityArtifactPolicySpec, SeverityLimits,
 };
-use portcullis_webhook::engine::{Evidence, FailureActions, GateFinding, PolicySet, ScanSummary, Subject};
+use portcullis_webhook::engine::{
+    Evidence, FailureActions, GateFinding, PolicySet, ScanSummary, Subject,
+};
 use portcullis_webhook::findings::{FormatHint, parse_report};
 use portcullis_webhook::reference::ImageRef;
 use portcullis_webhook::severity::Severity;
@@ -26,7 +33,11 @@ fn rules() -> Vec<(String, SecurityArtifactPolicySpec)> {
     (0..50)
         .map(|i| {
             let spec = SecurityArtifactPolicySpec {
-                action: if i % 3 == 0 { PolicyAction::Deny } else { PolicyAction::Audit },
+                action: if i % 3 == 0 {
+                    PolicyAction::Deny
+                } else {
+                    PolicyAction::Audit
+                },
                 priority: i,
                 enabled: true,
                 description: None,
@@ -34,7 +45,11 @@ fn rules() -> Vec<(String, SecurityArtifactPolicySpec)> {
                     matcher_type: MatcherType::Namespace,
                     key: None,
                     operator: MatchOperator::Glob,
-                    values: vec![if i % 2 == 0 { "prod-*".into() } else { format!("team-{i}-*") }],
+                    values: vec![if i % 2 == 0 {
+                        "prod-*".into()
+                    } else {
+                        format!("team-{i}-*")
+                    }],
                 }],
                 conditions: RuleConditions {
                     max_allowed_severities: Some(SeverityLimits {
@@ -48,7 +63,11 @@ fn rules() -> Vec<(String, SecurityArtifactPolicySpec)> {
                     fixable_only: i % 4 == 0,
                 },
                 ignored_cves: (0..5)
-                    .map(|j| IgnoredCve { id: format!("CVE-2026-{:05}", i * 7 + j), expires: None, reason: None })
+                    .map(|j| IgnoredCve {
+                        id: format!("CVE-2026-{:05}", i * 7 + j),
+                        expires: None,
+                        reason: None,
+                    })
                     .collect(),
                 exemptions: vec![Exemption {
                     exemption_type: ExemptionType::Repository,
@@ -58,7 +77,10 @@ fn rules() -> Vec<(String, SecurityArtifactPolicySpec)> {
                     expires: None,
                     reason: None,
                 }],
-                findings: FindingsRequirements { maximum_age: Some("30d".into()), ..Default::default() },
+                findings: FindingsRequirements {
+                    maximum_age: Some("30d".into()),
+                    ..Default::default()
+                },
             };
             (format!("rule-{i:02}"), spec)
         })
@@ -66,7 +88,13 @@ fn rules() -> Vec<(String, SecurityArtifactPolicySpec)> {
 }
 
 fn findings(n: usize) -> Vec<GateFinding> {
-    let levels = [Severity::Critical, Severity::High, Severity::Medium, Severity::Low, Severity::Negligible];
+    let levels = [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+        Severity::Negligible,
+    ];
     (0..n)
         .map(|i| GateFinding {
             id: format!("CVE-2026-{:05}", i % 800).into(),
@@ -96,12 +124,22 @@ fn engine(c: &mut Criterion) {
     };
     let failures = FailureActions::default();
     let decision = set.evaluate(&subject, Evidence::Scanned(&summary), &failures, now);
-    assert!(decision.applicable_rules >= 25, "benchmark must exercise many rules");
+    assert!(
+        decision.applicable_rules >= 25,
+        "benchmark must exercise many rules"
+    );
 
     let mut g = c.benchmark_group("engine");
     g.measurement_time(Duration::from_secs(4));
     g.bench_function("evaluate 50 rules x 1000 findings", |b| {
-        b.iter(|| set.evaluate(black_box(&subject), Evidence::Scanned(black_box(&summary)), &failures, now))
+        b.iter(|| {
+            set.evaluate(
+                black_box(&subject),
+                Evidence::Scanned(black_box(&summary)),
+                &failures,
+                now,
+            )
+        })
     });
     g.bench_function("summarise 1000 findings (once per image)", |b| {
         b.iter(|| ScanSummary::new(black_box(&list).iter().cloned(), None))
@@ -116,7 +154,13 @@ fn normalisation(c: &mut Criterion) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../shared/fixtures/trivy-json/trivy-centos-7-2021.json.golden");
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(parse_report(&bytes, FormatHint::default()).unwrap().findings.len(), 711);
+    assert_eq!(
+        parse_report(&bytes, FormatHint::default())
+            .unwrap()
+            .findings
+            .len(),
+        711
+    );
 
     let mut g = c.benchmark_group("normalise trivy-centos-7 (1.49 MB, 711 findings)");
     g.measurement_time(Duration::from_secs(5));

@@ -185,12 +185,21 @@ fn decide(
     findings: &[GateFinding],
     failure: Option<FailureClass>,
 ) -> Decision {
-    let named: Vec<(String, &SecurityArtifactPolicySpec)> = specs
+    let named: Vec<(String, SecurityArtifactPolicySpec)> = specs
         .iter()
+        .cloned()
         .enumerate()
         .map(|(i, s)| (format!("rule-{i}"), s))
         .collect();
-    let set = PolicySet::compile(named.iter().map(|(n, s)| (n.as_str(), *s)))
+    decide_named(&named, findings, failure)
+}
+
+fn decide_named(
+    named: &[(String, SecurityArtifactPolicySpec)],
+    findings: &[GateFinding],
+    failure: Option<FailureClass>,
+) -> Decision {
+    let set = PolicySet::compile(named.iter().map(|(n, s)| (n.as_str(), s)))
         .expect("generated rules are valid");
     let w = world();
     let subject = Subject {
@@ -274,14 +283,9 @@ proptest! {
             state ^= state << 13; state ^= state >> 7; state ^= state << 17;
             shuffled.swap(i, (state % (i as u64 + 1)) as usize);
         }
-        let judge = |list: &[(String, SecurityArtifactPolicySpec)]| {
-            let set = PolicySet::compile(list.iter().map(|(n, s)| (n.as_str(), s))).expect("valid");
-            let w = world();
-            let subject = Subject { namespace: "prod-eu", kind: "Deployment", workload: Some("checkout"), pod_name: None, labels: &w.labels, container: "web", image: &w.image, digest: None };
-            let summary = ScanSummary::new(findings.iter().cloned(), Some(now()));
-            let evidence = match failure { Some(class) => Evidence::Failed { class, detail: "" }, None => Evidence::Scanned(&summary) };
-            set.evaluate(&subject, evidence, &FailureActions::default(), now())
-        };
-        prop_assert_eq!(judge(&named), judge(&shuffled));
+        prop_assert_eq!(
+            decide_named(&named, &findings, failure),
+            decide_named(&shuffled, &findings, failure)
+        );
     }
 }
