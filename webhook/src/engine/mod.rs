@@ -138,6 +138,13 @@ impl PolicySet {
         &self.rules
     }
 
+    /// Whether any rule applies to `subject` (without its digest, which only
+    /// exempts), i.e. whether its findings are worth fetching at all.
+    pub fn any_applies(&self, subject: &Subject<'_>, now: Timestamp) -> bool {
+        let today = now.to_zoned(TimeZone::UTC).date();
+        self.rules.iter().any(|r| r.applies_to(subject, today))
+    }
+
     /// Judges one container's image.
     pub fn evaluate(
         &self,

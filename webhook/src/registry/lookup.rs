@@ -1,0 +1,601 @@
+//! Image → findings: resolve the tag, expand an index into platforms, find
+//! each target's newest usable findings artifact among its referrers, fetch
+//! and normalise it. Every step is cached as DESIGN §4 says and concurrent
+//! identical lookups share one registry request.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use jiff::Timestamp;
+use moka::future::Cache;
+use serde::Deserialize;
+
+use super::client::{ARTIFACT_ACCEPT, IMAGE_ACCEPT, RegistryClient, Target, is_digest};
+use super::error::{Operation, RegistryError};
+use crate::cache::{Freshness, SwrCache};
+use crate::engine::{FailureClass, ScanSummary};
+use crate::findings::{FindingsError, FormatHint, Limits, parse_report_with};
+use crate::metrics::Metrics;
+use crate::reference::ImageRef;
+
+/// Cache and selection settings.
+#[derive(Debug, Clone, Copy)]
+pub struct LookupSettings {
+    /// How long tag → digest and referrer lists are fresh.
+    pub fresh: Duration,
+    /// How long after that they may still be served while refreshing.
+    pub max_stale: Duration,
+    /// How long "no findings attached" is believed.
+    pub no_findings: Duration,
+    /// Capacity of the findings cache, in findings.
+    pub max_cached_findings: u64,
+    /// Findings artifacts tried per image, newest first.
+    pub max_artifacts_tried: usize,
+    /// Limits on one findings document.
+    pub report_limits: Limits,
+}
+
+impl Default for LookupSettings {
+    fn default() -> Self {
+        LookupSettings {
+            fresh: Duration::from_secs(60),
+            max_stale: Duration::from_secs(600),
+            no_findings: Duration::from_secs(10),
+            max_cached_findings: 8_000_000,
+            max_artifacts_tried: 3,
+            report_limits: Limits::default(),
+        }
+    }
+}
+
+/// Why there are no findings for a target, as the engine needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupFailure {
+    /// Failure class.
+    pub class: FailureClass,
+    /// Detail shown to the user.
+    pub detail: String,
+}
+
+/// What a digest's referrers yielded (the cacheable outcomes).
+#[derive(Debug, Clone)]
+pub enum TargetFindings {
+    /// The newest usable report.
+    Scanned {
+        /// Its summary.
+        summary: Arc<ScanSummary>,
+        /// Digest of the artifact manifest it came from.
+        artifact: String,
+    },
+    /// No findings artifact attached.
+    NotScanned,
+    /// Artifacts attached, none readable.
+    Malformed(String),
+}
+
+/// One thing judged for an image: the image itself, or one platform of it.
+#[derive(Debug, Clone)]
+pub struct TargetEvidence {
+    /// `os/arch[/variant]` for platforms of an index; `index` for an index's own
+    /// artifact; `None` for a single-platform image.
+    pub platform: Option<String>,
+    /// Manifest digest.
+    pub digest: String,
+    /// Its findings.
+    pub findings: Result<TargetFindings, LookupFailure>,
+}
+
+/// Everything known about one image.
+#[derive(Debug, Clone)]
+pub struct ImageEvidence {
+    /// The resolved digest, or why it could not be resolved.
+    pub digest: Result<String, LookupFailure>,
+    /// What to judge (empty when the digest is unknown).
+    pub targets: Vec<TargetEvidence>,
+}
+
+impl ImageEvidence {
+    /// Evidence for an image that could not be looked up at all.
+    pub fn failed(class: FailureClass, detail: impl Into<String>) -> Self {
+        ImageEvidence {
+            digest: Err(LookupFailure {
+                class,
+                detail: detail.into(),
+            }),
+            targets: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum ManifestKind {
+    Image,
+    Index(Vec<(String, String)>),
+}
+
+/// Looks up images' findings; cheap to clone.
+#[derive(Clone)]
+pub struct ImageLookup {
+    client: RegistryClient,
+    settings: LookupSettings,
+    tags: SwrCache<String>,
+    findings: SwrCache<TargetFindings>,
+    /// Manifests by digest are immutable.
+    manifests: Cache<String, Arc<ManifestKind>>,
+    /// Reports by artifact manifest digest are immutable; weighed in findings.
+    reports: Cache<String, Arc<ScanSummary>>,
+    metrics: Arc<Metrics>,
+}
+
+impl ImageLookup {
+    /// A lookup over `client`.
+    pub fn new(client: RegistryClient, settings: LookupSettings, metrics: Arc<Metrics>) -> Self {
+        ImageLookup {
+            tags: SwrCache::new(
+                "tag",
+                100_000,
+                settings.fresh + settings.max_stale,
+                metrics.clone(),
+            ),
+            findings: SwrCache::new(
+                "referrers",
+                100_000,
+                settings.fresh + settings.max_stale,
+                metrics.clone(),
+            ),
+            manifests: Cache::builder().max_capacity(100_000).build(),
+            reports: Cache::builder()
+                .weigher(|_k: &String, v: &Arc<ScanSummary>| {
+                    u32::try_from(v.len().max(1)).unwrap_or(u32::MAX)
+                })
+                .max_capacity(settings.max_cached_findings)
+                .build(),
+            client,
+            settings,
+            metrics,
+        }
+    }
+
+    /// The registry client.
+    pub fn client(&self) -> &RegistryClient {
+        &self.client
+    }
+
+    /// Entries and weighted size of the findings cache (findings), for tests
+    /// and the memory benchmark.
+    pub async fn cached_findings(&self) -> (u64, u64) {
+        self.reports.run_pending_tasks().await;
+        (self.reports.entry_count(), self.reports.weighted_size())
+    }
+
+    /// Everything needed to judge `image`.
+    pub async fn lookup(&self, image: &ImageRef, target: Target) -> ImageEvidence {
+        let digest = match self.resolve(image, &target).await {
+            Ok(d) => d,
+            Err(e) => return ImageEvidence::failed(e.class, e.detail),
+        };
+        let kind = match self.manifest_kind(&target, &digest).await {
+            Ok(k) => k,
+            Err(e) => {
+                return ImageEvidence {
+                    digest: Err(failure(&e, Operation::ImageManifest)),
+                    targets: Vec::new(),
+                };
+            }
+        };
+        let targets = match &*kind {
+            ManifestKind::Image => vec![TargetEvidence {
+                platform: None,
+                findings: self.target_findings(&target, &digest).await,
+                digest: digest.clone(),
+            }],
+            ManifestKind::Index(platforms) => {
+                let (own, per_platform) = futures::join!(
+                    self.target_findings(&target, &digest),
+                    join_all(
+                        platforms
+                            .iter()
+                            .map(|(_, d)| self.target_findings(&target, d))
+                    )
+                );
+                index_targets(&digest, own, platforms, per_platform)
+            }
+        };
+        ImageEvidence {
+            digest: Ok(digest),
+            targets,
+        }
+    }
+
+    async fn resolve(&self, image: &ImageRef, target: &Target) -> Result<String, LookupFailure> {
+        if let Some(d) = image.digest() {
+            return Ok(d.to_owned());
+        }
+        let tag = image.tag().unwrap_or("latest").to_owned();
+        let key = format!(
+            "{}/{}:{tag}|{}",
+            target.registry,
+            target.repository,
+            target.credentials.fingerprint()
+        );
+        let this = self.clone();
+        let target = target.clone();
+        let fresh = Freshness {
+            ttl: self.settings.fresh,
+            serve_stale: true,
+        };
+        self.tags
+            .get_with(key, move || {
+                let this = this.clone();
+                let target = target.clone();
+                let tag = tag.clone();
+                async move {
+                    let fetched = this
+                        .client
+                        .manifest(&target, &tag, IMAGE_ACCEPT, Operation::ImageManifest)
+                        .await?;
+                    // The manifest just fetched is immutable under its digest.
+                    let kind = manifest_kind(&fetched.bytes, &fetched.digest)?;
+                    this.manifests
+                        .insert(manifest_key(&target, &fetched.digest), Arc::new(kind))
+                        .await;
+                    Ok((fetched.digest, fresh))
+                }
+            })
+            .await
+            .map_err(|e| failure(&e, Operation::ImageManifest))
+    }
+
+    async fn manifest_kind(
+        &self,
+        target: &Target,
+        digest: &str,
+    ) -> Result<Arc<ManifestKind>, Arc<RegistryError>> {
+        let key = manifest_key(target, digest);
+        if let Some(kind) = self.manifests.get(&key).await {
+            self.metrics.cache("manifest", "hit");
+            return Ok(kind);
+        }
+        self.metrics.cache("manifest", "miss");
+        self.manifests
+            .try_get_with(key, async {
+                let fetched = self
+                    .client
+                    .manifest(target, digest, IMAGE_ACCEPT, Operation::ImageManifest)
+                    .await?;
+                manifest_kind(&fetched.bytes, &fetched.digest).map(Arc::new)
+            })
+            .await
+    }
+
+    async fn target_findings(
+        &self,
+        target: &Target,
+        digest: &str,
+    ) -> Result<TargetFindings, LookupFailure> {
+        let key = manifest_key(target, digest);
+        let this = self.clone();
+        let target = target.clone();
+        let digest = digest.to_owned();
+        self.findings
+            .get_with(key, move || {
+                let this = this.clone();
+                let target = target.clone();
+                let digest = digest.clone();
+                async move { this.fetch_findings(&target, &digest).await }
+            })
+            .await
+            .map_err(|e| failure(&e, Operation::Referrers))
+    }
+
+    /// Referrers → newest usable artifact → its report.
+    async fn fetch_findings(
+        &self,
+        target: &Target,
+        digest: &str,
+    ) -> Result<(TargetFindings, Freshness), RegistryError> {
+        let listed = Freshness {
+            ttl: self.settings.fresh,
+            serve_stale: true,
+        };
+        let unlisted = Freshness {
+            ttl: self.settings.no_findings,
+            serve_stale: false,
+        };
+        let Some(bytes) = self.client.referrers(target, digest).await? else {
+            return Ok((TargetFindings::NotScanned, unlisted));
+        };
+        let index: Manifest =
+            serde_json::from_slice(&bytes).map_err(|e| RegistryError::BadContent {
+                url: format!("referrers of {digest}"),
+                message: format!("not an image index: {e}"),
+            })?;
+        let mut candidates: Vec<Descriptor> = index
+            .manifests
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|d| is_digest(&d.digest) && !is_signature(d.artifact_type.as_deref()))
+            .collect();
+        if candidates.is_empty() {
+            return Ok((TargetFindings::NotScanned, unlisted));
+        }
+        // Newest first by the created annotation; undated ones after, in list
+        // order (the registry's), which keeps the choice deterministic.
+        candidates.sort_by_key(|d| std::cmp::Reverse(d.created()));
+        let mut last_problem = String::new();
+        for candidate in candidates.iter().take(self.settings.max_artifacts_tried) {
+            match self.artifact_report(target, candidate).await {
+                Ok(summary) => {
+                    return Ok((
+                        TargetFindings::Scanned {
+                            summary,
+                            artifact: candidate.digest.clone(),
+                        },
+                        listed,
+                    ));
+                }
+                Err(ArtifactProblem::Unusable(why)) => last_problem = why,
+                Err(ArtifactProblem::Registry(e)) => {
+                    if e.class(Operation::Blob) == FailureClass::MalformedFindings {
+                        last_problem = e.to_string();
+                    } else {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        if last_problem.starts_with(NOT_FINDINGS) {
+            // Only SBOMs, VEX and the like: nothing says anything about vulnerabilities.
+            return Ok((TargetFindings::NotScanned, unlisted));
+        }
+        Ok((TargetFindings::Malformed(last_problem), unlisted))
+    }
+
+    async fn artifact_report(
+        &self,
+        target: &Target,
+        d: &Descriptor,
+    ) -> Result<Arc<ScanSummary>, ArtifactProblem> {
+        let key = manifest_key(target, &d.digest);
+        if let Some(summary) = self.reports.get(&key).await {
+            self.metrics.cache("report", "hit");
+            return Ok(summary);
+        }
+        self.metrics.cache("report", "miss");
+        let manifest = self
+            .client
+            .manifest(
+                target,
+                &d.digest,
+                ARTIFACT_ACCEPT,
+                Operation::ArtifactManifest,
+            )
+            .await
+            .map_err(ArtifactProblem::Registry)?;
+        let parsed: Manifest = serde_json::from_slice(&manifest.bytes).map_err(|e| {
+            ArtifactProblem::Unusable(format!("artifact {}: invalid manifest: {e}", d.digest))
+        })?;
+        let artifact_type = parsed
+            .artifact_type
+            .clone()
+            .or_else(|| d.artifact_type.clone())
+            .or_else(|| parsed.config.as_ref().map(|c| c.media_type.clone()));
+        let layer = parsed
+            .layers
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .find(|l| is_digest(&l.digest))
+            .ok_or_else(|| ArtifactProblem::Unusable(format!("artifact {}: no layer", d.digest)))?;
+        let limits = self.settings.report_limits;
+        if usize::try_from(layer.size).map_or(true, |s| s > limits.max_bytes) {
+            return Err(ArtifactProblem::Unusable(format!(
+                "artifact {}: findings of {} bytes exceed the {}-byte limit",
+                d.digest, layer.size, limits.max_bytes
+            )));
+        }
+        let blob = self
+            .client
+            .blob(target, &layer.digest, limits.max_bytes)
+            .await
+            .map_err(ArtifactProblem::Registry)?;
+        let hint = FormatHint {
+            artifact_type: artifact_type.as_deref(),
+            media_type: Some(layer.media_type.as_str()),
+            predicate_type: None,
+        };
+        let report = parse_report_with(&blob, hint, limits).map_err(|e| match e {
+            FindingsError::NotFindings(what) => {
+                ArtifactProblem::Unusable(format!("{NOT_FINDINGS}{what}"))
+            }
+            e => ArtifactProblem::Unusable(format!("artifact {}: {e}", d.digest)),
+        })?;
+        let scanned_at = parsed.created().or(d.created()).or(report.scanned_at);
+        let summary = Arc::new(ScanSummary::from_findings(&report.findings, scanned_at));
+        self.reports.insert(key, summary.clone()).await;
+        Ok(summary)
+    }
+}
+
+const NOT_FINDINGS: &str = "not findings: ";
+
+enum ArtifactProblem {
+    Unusable(String),
+    Registry(RegistryError),
+}
+
+fn manifest_key(target: &Target, digest: &str) -> String {
+    format!(
+        "{}/{}@{digest}|{}",
+        target.registry,
+        target.repository,
+        target.credentials.fingerprint()
+    )
+}
+
+fn failure(e: &RegistryError, op: Operation) -> LookupFailure {
+    LookupFailure {
+        class: e.class(op),
+        detail: e.to_string(),
+    }
+}
+
+/// Targets of an index: each platform judged on its own findings, or the
+/// index's when it has none of its own; the index's artifact is judged too.
+fn index_targets(
+    digest: &str,
+    own: Result<TargetFindings, LookupFailure>,
+    platforms: &[(String, String)],
+    per_platform: Vec<Result<TargetFindings, LookupFailure>>,
+) -> Vec<TargetEvidence> {
+    let index_scanned = matches!(own, Ok(TargetFindings::Scanned { .. }));
+    let mut targets = Vec::with_capacity(platforms.len() + 1);
+    for ((platform, pdigest), findings) in platforms.iter().zip(per_platform) {
+        let findings = match findings {
+            Ok(TargetFindings::NotScanned) if index_scanned => own.clone(),
+            other => other,
+        };
+        targets.push(TargetEvidence {
+            platform: Some(platform.clone()),
+            digest: pdigest.clone(),
+            findings,
+        });
+    }
+    if index_scanned || matches!(own, Ok(TargetFindings::Malformed(_))) {
+        targets.push(TargetEvidence {
+            platform: Some("index".into()),
+            digest: digest.to_owned(),
+            findings: own,
+        });
+    }
+    targets
+}
+
+fn manifest_kind(bytes: &[u8], digest: &str) -> Result<ManifestKind, RegistryError> {
+    let m: Manifest = serde_json::from_slice(bytes).map_err(|e| RegistryError::BadContent {
+        url: digest.to_owned(),
+        message: format!("invalid manifest: {e}"),
+    })?;
+    let Some(manifests) = m.manifests else {
+        if m.layers.is_none() && m.config.is_none() {
+            return Err(RegistryError::BadContent {
+                url: digest.to_owned(),
+                message: "neither an image manifest nor an index".into(),
+            });
+        }
+        return Ok(ManifestKind::Image);
+    };
+    let platforms = manifests
+        .into_iter()
+        .filter(|d| is_digest(&d.digest) && d.artifact_type.is_none())
+        .filter_map(|d| {
+            let p = d.platform?;
+            // BuildKit stores provenance as `unknown/unknown` entries.
+            (p.os != "unknown").then(|| {
+                let mut name = format!("{}/{}", p.os, p.architecture);
+                if let Some(v) = p.variant.filter(|v| !v.is_empty()) {
+                    name.push('/');
+                    name.push_str(&v);
+                }
+                (name, d.digest)
+            })
+        })
+        .collect();
+    Ok(ManifestKind::Index(platforms))
+}
+
+fn is_signature(artifact_type: Option<&str>) -> bool {
+    matches!(
+        artifact_type,
+        Some(
+            "application/vnd.dev.cosign.artifact.sig.v1+json"
+                | "application/vnd.cncf.notary.signature"
+                | "application/vnd.dev.sigstore.bundle.v0.3+json"
+        )
+    )
+}
+
+/// The parts of manifests and indexes read here; deliberately lenient (Docker
+/// and OCI media types, unknown fields ignored).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Manifest {
+    #[serde(default)]
+    manifests: Option<Vec<Descriptor>>,
+    #[serde(default)]
+    layers: Option<Vec<Descriptor>>,
+    #[serde(default)]
+    config: Option<Descriptor>,
+    #[serde(default)]
+    artifact_type: Option<String>,
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Descriptor {
+    #[serde(default)]
+    media_type: String,
+    digest: String,
+    #[serde(default)]
+    size: u64,
+    #[serde(default)]
+    artifact_type: Option<String>,
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    platform: Option<Platform>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Platform {
+    #[serde(default)]
+    os: String,
+    #[serde(default)]
+    architecture: String,
+    #[serde(default)]
+    variant: Option<String>,
+}
+
+const CREATED: &str = "org.opencontainers.image.created";
+
+fn created(annotations: Option<&BTreeMap<String, String>>) -> Option<Timestamp> {
+    annotations?.get(CREATED)?.parse().ok()
+}
+
+impl Manifest {
+    fn created(&self) -> Option<Timestamp> {
+        created(self.annotations.as_ref())
+    }
+}
+
+impl Descriptor {
+    fn created(&self) -> Option<Timestamp> {
+        created(self.annotations.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_platforms_skip_attestation_entries() {
+        let index = br#"{"schemaVersion":2,"manifests":[
+          {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111","size":1,"platform":{"os":"linux","architecture":"amd64"}},
+          {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:2222222222222222222222222222222222222222222222222222222222222222","size":1,"platform":{"os":"linux","architecture":"arm","variant":"v7"}},
+          {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:3333333333333333333333333333333333333333333333333333333333333333","size":1,"platform":{"os":"unknown","architecture":"unknown"}}]}"#;
+        let ManifestKind::Index(p) = manifest_kind(index, "sha256:x").unwrap() else {
+            panic!("an index")
+        };
+        assert_eq!(
+            p.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            ["linux/amd64", "linux/arm/v7"]
+        );
+        assert!(manifest_kind(b"{}", "sha256:x").is_err());
+        assert!(manifest_kind(b"<html>", "sha256:x").is_err());
+    }
+}
