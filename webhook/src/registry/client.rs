@@ -466,8 +466,15 @@ impl RegistryClient {
                 "realm must be https (or an --insecure-registry host)".into()
             ));
         }
-        let same_host = parsed.host_str().map(str::to_ascii_lowercase)
-            == Some(registry_host(&target.registry).to_ascii_lowercase());
+        // Same origin (host and port) as the registry, or Docker Hub's
+        // well-known token service.
+        let registry_origin = api_host(&target.registry).to_ascii_lowercase();
+        let same_host = realm_host.eq_ignore_ascii_case(&registry_origin)
+            || (parsed.port().is_none()
+                && parsed.host_str().map(str::to_ascii_lowercase)
+                    == Some(registry_host(&target.registry).to_ascii_lowercase())
+                && !registry_origin.contains(':'))
+            || (target.registry == "docker.io" && realm_host == "auth.docker.io");
         let mut req = self.http.get(parsed.clone()).query(&[("scope", scope)]);
         if let Some(s) = service {
             req = req.query(&[("service", s)]);
