@@ -414,6 +414,7 @@ pub struct FaultProxy {
 
 impl FaultProxy {
     pub async fn start(upstream: &str) -> FaultProxy {
+        install_crypto();
         use axum::body::Body;
         use axum::extract::Request;
         use axum::response::Response;
@@ -488,7 +489,7 @@ impl FaultProxy {
                 }
                 let mut up = http.get(format!("http://{upstream}{path}"));
                 for (k, v) in req.headers() {
-                    if k != "host" && k != "authorization" {
+                    if k != "host" {
                         up = up.header(k, v);
                     }
                 }
