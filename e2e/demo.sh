@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Local demo: sample policies judge workloads whose images carry real scanner
-# outputs; prints a decision table. Needs only a Rust toolchain (cargo).
+# The local demo: a real registry, sample images with findings, the webhook
+# with the sample policies, real admission requests, the decisions printed.
+# No cluster needed. Installs what it needs; stops everything it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PORTCULLIS_FIXTURES="${PORTCULLIS_FIXTURES:-$(cd .. && pwd)/shared/fixtures}"
-exec cargo run --quiet --locked -p portcullis-webhook --example demo
+[ -d "$PORTCULLIS_FIXTURES" ] || { echo "demo.sh: fixtures not found at $PORTCULLIS_FIXTURES (set PORTCULLIS_FIXTURES)" >&2; exit 1; }
+bash e2e/install-tools.sh --demo
+echo "== building portcullis (first run: a few minutes)"
+cargo build --quiet --locked -p portcullis-webhook --bins --example demo
+exec target/debug/examples/demo

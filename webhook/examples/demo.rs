@@ -1,210 +1,261 @@
-//! Interim local demo: the sample policies of `config/samples` judge a handful
-//! of workloads whose images carry real scanner outputs from `../shared/fixtures`,
-//! and the decisions are printed as a table. The registry and the HTTPS webhook
-//! join this demo with the webhook issue; the engine and messages are the real ones.
+//! The local demo (README, first command): a real registry, sample images with
+//! real scanner outputs attached as OCI referrers, the webhook binary over TLS
+//! with the policies of `config/samples`, real admission requests built by
+//! kubectl, and the decisions printed. Everything started is stopped at the end.
 //!
-//! cargo run -p portcullis-webhook --example demo
+//!     bash e2e/demo.sh
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#[path = "../tests/support/mod.rs"]
+mod support;
 
-use jiff::{SignedDuration, Timestamp};
-use portcullis_crds::SecurityArtifactPolicy;
-use portcullis_webhook::engine::{
-    Action, ContainerDecision, Evidence, FailureActions, FailureClass, PolicySet, ScanSummary,
-    Subject, aggregate,
-};
-use portcullis_webhook::findings::{FormatHint, parse_report};
-use portcullis_webhook::reference::ImageRef;
+use serde_json::Value;
+use support::{Registry, Webhook, fixture, kubectl, repo_root};
 
 struct Scenario {
-    workload: &'static str,
+    what: &'static str,
+    kind: &'static str,
+    name: &'static str,
     namespace: &'static str,
-    image: &'static str,
-    /// A fixture report, or none attached.
-    report: Option<&'static str>,
-    /// Use the report's own (old) scan time instead of "scanned yesterday".
-    real_scan_time: bool,
+    image: String,
+    expect: &'static str,
 }
 
-const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        workload: "cart",
-        namespace: "shop-dev",
-        image: "registry.example.com/shop/cart:1.0",
-        report: Some("trivy-json/trivy-sl-micro-rancher5.4-novulns.json.golden"),
-        real_scan_time: false,
-    },
-    Scenario {
-        workload: "ruby-api",
-        namespace: "shop-dev",
-        image: "registry.example.com/shop/ruby-api:3.0",
-        report: Some("grype-json/grype-chainguard-ruby-test.json"),
-        real_scan_time: false,
-    },
-    Scenario {
-        workload: "payments",
-        namespace: "prod-eu",
-        image: "registry.example.com/shop/payments:4.2",
-        report: Some("trivy-json/trivy-debian-buster.json.golden"),
-        real_scan_time: false,
-    },
-    Scenario {
-        workload: "metallb",
-        namespace: "prod-eu",
-        image: "registry.example.com/infra/metallb:0.16",
-        report: Some(
-            "cosign-vuln-attestation/sluice-obs-metallb-configmaptocrs.trivy_vuln.intoto.json",
-        ),
-        real_scan_time: false,
-    },
-    Scenario {
-        workload: "batch",
-        namespace: "prod-eu",
-        image: "registry.example.com/shop/batch:0.9",
-        report: None,
-        real_scan_time: false,
-    },
-    Scenario {
-        workload: "legacy",
-        namespace: "prod-eu",
-        image: "registry.example.com/shop/legacy:7",
-        report: Some("trivy-json/trivy-alpine-310.json.golden"),
-        real_scan_time: true,
-    },
-    Scenario {
-        workload: "tooling",
-        namespace: "shop-dev",
-        image: "quay.io/someone/tool:latest",
-        report: Some("trivy-json/trivy-alpine-310.json.golden"),
-        real_scan_time: false,
-    },
-];
+#[tokio::main]
+async fn main() {
+    println!("== starting a local registry (distribution 2.8)");
+    let registry = Registry::distribution(None);
+    let r = registry.addr.clone();
+    let port = r.rsplit(':').next().unwrap().to_owned();
+    let recent = jiff::Timestamp::now().to_string();
 
-fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("demo: {e}");
-            ExitCode::FAILURE
+    println!("== pushing sample images with skopeo and attaching findings from ../shared/fixtures");
+    let push = |image: &str, platforms: &[&str]| registry.push_image(image, platforms, None);
+    let attach_as = |image: &str, shown: &str, report: &str, created: &str| {
+        registry.attach(image, &fixture(report), created, None);
+        println!("   {shown:<28} <- {report}");
+    };
+    let attach =
+        |image: &str, report: &str, created: &str| attach_as(image, image, report, created);
+    push("shop/cart:1.0", &[]);
+    attach(
+        "shop/cart:1.0",
+        "trivy-json/trivy-sl-micro-rancher5.4-novulns.json.golden",
+        &recent,
+    );
+    push("shop/ruby-api:3.0", &[]);
+    attach(
+        "shop/ruby-api:3.0",
+        "grype-json/grype-chainguard-ruby-test.json",
+        &recent,
+    );
+    push("shop/payments:4.2", &[]);
+    attach(
+        "shop/payments:4.2",
+        "trivy-json/trivy-debian-buster.json.golden",
+        &recent,
+    );
+    push("shop/batch:0.9", &[]);
+    println!("   {:<28} <- (nothing attached)", "shop/batch:0.9");
+    push("shop/legacy:7", &[]);
+    attach(
+        "shop/legacy:7",
+        "trivy-json/trivy-alpine-310.json.golden",
+        "2025-01-15T00:00:00Z",
+    );
+    let (_, platforms) = push("shop/edge:2.0", &["linux/amd64", "linux/arm64"]);
+    attach_as(
+        &format!("shop/edge@{}", platforms[0].1),
+        "shop/edge:2.0 linux/amd64",
+        "trivy-json/trivy-sl-micro-rancher5.4-novulns.json.golden",
+        &recent,
+    );
+    attach_as(
+        &format!("shop/edge@{}", platforms[1].1),
+        "shop/edge:2.0 linux/arm64",
+        "trivy-json/trivy-debian-buster.json.golden",
+        &recent,
+    );
+    push("infra/metallb:0.16", &[]);
+    attach(
+        "infra/metallb:0.16",
+        "cosign-vuln-attestation/sluice-obs-metallb-configmaptocrs.trivy_vuln.intoto.json",
+        &recent,
+    );
+
+    // config/samples, with the local registry standing in for your registry
+    // in the allowed-registries rule.
+    let samples = repo_root().join("config/samples");
+    let mut files: Vec<(String, String)> = Vec::new();
+    for entry in std::fs::read_dir(&samples).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        if name == "allowed-registries.yaml" {
+            text = text.replace(
+                r#""registry.example.com"]"#,
+                &format!(r#""registry.example.com", "{r}"]"#),
+            );
         }
+        files.push((name, text));
     }
-}
-
-fn run() -> Result<(), String> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let fixtures = std::env::var_os("PORTCULLIS_FIXTURES")
-        .map_or_else(|| root.join("../shared/fixtures"), PathBuf::from);
-    let policies = load_policies(&root.join("config/samples"))?;
-    let set = PolicySet::compile(policies.iter().map(|(n, s)| (n.as_str(), s)))
-        .map_err(|e| e.to_string())?;
-    println!(
-        "Policies from config/samples: {}",
-        policies
-            .iter()
-            .map(|(n, _)| n.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let now = Timestamp::now();
-    let failures = FailureActions::default();
-    let labels = BTreeMap::new();
-
-    println!(
-        "\n{:<10} {:<9} {:<42} {:<6} {:<19} {:<28} MESSAGE",
-        "WORKLOAD", "NAMESPACE", "IMAGE", "ACTION", "REASON", "RULE"
-    );
-    let mut all = Vec::new();
-    for s in SCENARIOS {
-        let image = ImageRef::parse(s.image).map_err(|e| e.to_string())?;
-        let summary = match s.report {
-            Some(path) => {
-                let bytes =
-                    std::fs::read(fixtures.join(path)).map_err(|e| format!("{path}: {e}"))?;
-                let report = parse_report(&bytes, FormatHint::default())
-                    .map_err(|e| format!("{path}: {e}"))?;
-                let at = if s.real_scan_time {
-                    report.scanned_at
-                } else {
-                    Some(now - SignedDuration::from_hours(24))
-                };
-                Some(ScanSummary::from_findings(&report.findings, at))
-            }
-            None => None,
-        };
-        let evidence = match &summary {
-            Some(summary) => Evidence::Scanned(summary),
-            None => Evidence::Failed {
-                class: FailureClass::NoFindings,
-                detail: "",
-            },
-        };
-        let subject = Subject {
-            namespace: s.namespace,
-            kind: "Deployment",
-            workload: Some(s.workload),
-            pod_name: None,
-            labels: &labels,
-            container: s.workload,
-            image: &image,
-            digest: None,
-        };
-        let decision = set.evaluate(&subject, evidence, &failures, now);
-        let deciding = decision.deciding();
-        println!(
-            "{:<10} {:<9} {:<42} {:<6} {:<19} {:<28} {}",
-            s.workload,
-            s.namespace,
-            image.as_str(),
-            decision.action.as_str(),
-            decision.reason().as_str(),
-            deciding.and_then(|v| v.rule.as_deref()).unwrap_or("-"),
-            deciding.map_or("", |v| v.message.as_str()),
-        );
-        all.push(ContainerDecision {
-            container: s.workload.into(),
-            image: image.to_string(),
-            decision,
-        });
-    }
-    let answer = aggregate(&all);
-    println!(
-        "\nAs one admission request with all of these containers: allowed={} ({})",
-        answer.allowed,
-        answer.action.as_str()
-    );
-    if let Some(message) = &answer.message {
-        println!("denied: {message}");
-    }
-    for w in &answer.warnings {
-        println!("warning: {w}");
-    }
-    if answer.action != Action::Deny {
-        return Err("expected the demo's denied workloads to deny the request".into());
-    }
-    Ok(())
-}
-
-fn load_policies(
-    dir: &Path,
-) -> Result<Vec<(String, portcullis_crds::SecurityArtifactPolicySpec)>, String> {
-    let mut out = Vec::new();
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
+    let policies: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
         .collect();
-    paths.sort();
-    for path in paths {
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        if !text.contains("kind: SecurityArtifactPolicy") {
-            continue;
+    println!("== starting portcullis-webhook (TLS) with the policies of config/samples");
+    println!("   (allowed-registries also allows {r}, the demo's registry)");
+    let webhook = Webhook::start_with(
+        &policies,
+        None,
+        &[
+            "--allow-destination=127.0.0.1/32",
+            &format!("--allow-destination=localhost:{port}"),
+            &format!("--insecure-registry={r},localhost:{port}"),
+            "--log=warn",
+        ],
+    );
+
+    let scenarios = [
+        Scenario {
+            what: "clean image",
+            kind: "deployment",
+            name: "cart",
+            namespace: "shop-dev",
+            image: format!("{r}/shop/cart:1.0"),
+            expect: "ALLOWED",
+        },
+        Scenario {
+            what: "High findings",
+            kind: "deployment",
+            name: "ruby-api",
+            namespace: "shop-dev",
+            image: format!("{r}/shop/ruby-api:3.0"),
+            expect: "AUDITED",
+        },
+        Scenario {
+            what: "Critical in prod",
+            kind: "deployment",
+            name: "payments",
+            namespace: "prod-eu",
+            image: format!("{r}/shop/payments:4.2"),
+            expect: "DENIED",
+        },
+        Scenario {
+            what: "Critical in dev",
+            kind: "job",
+            name: "payments-migrate",
+            namespace: "shop-dev",
+            image: format!("{r}/shop/payments:4.2"),
+            expect: "AUDITED",
+        },
+        Scenario {
+            what: "unscanned in prod",
+            kind: "cronjob",
+            name: "batch",
+            namespace: "prod-eu",
+            image: format!("{r}/shop/batch:0.9"),
+            expect: "DENIED",
+        },
+        Scenario {
+            what: "stale scan in prod",
+            kind: "deployment",
+            name: "legacy",
+            namespace: "prod-eu",
+            image: format!("{r}/shop/legacy:7"),
+            expect: "DENIED",
+        },
+        Scenario {
+            what: "multi-arch, arm64 vulnerable",
+            kind: "deployment",
+            name: "edge",
+            namespace: "prod-eu",
+            image: format!("{r}/shop/edge:2.0"),
+            expect: "DENIED",
+        },
+        Scenario {
+            what: "in-toto vuln attestation",
+            kind: "deployment",
+            name: "metallb",
+            namespace: "prod-eu",
+            image: format!("{r}/infra/metallb:0.16"),
+            expect: "AUDITED",
+        },
+        Scenario {
+            what: "registry not allowed",
+            kind: "deployment",
+            name: "tool",
+            namespace: "shop-dev",
+            image: format!("localhost:{port}/shop/cart:1.0"),
+            expect: "DENIED",
+        },
+    ];
+    println!(
+        "\n{:<29} {:<9} {:<25} {:<8} ANSWER",
+        "SCENARIO", "NAMESPACE", "OBJECT", "DECISION"
+    );
+    let mut unexpected = 0;
+    for s in &scenarios {
+        let mut args = vec![s.kind, s.name];
+        let image_flag = format!("--image={}", s.image);
+        args.push(&image_flag);
+        if s.kind == "cronjob" {
+            args.push("--schedule=0 3 * * *");
         }
-        let policy: SecurityArtifactPolicy =
-            serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        let name = policy.metadata.name.clone().unwrap_or_default();
-        out.push((name, policy.spec));
+        let object = kubectl(&args, s.namespace);
+        let resp = webhook.review("CREATE", &object, None).await;
+        let warnings: Vec<String> = resp["warnings"]
+            .as_array()
+            .map(|w| {
+                w.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (decision, mut lines) = if resp["allowed"] == false {
+            (
+                "DENIED",
+                vec![
+                    resp["status"]["message"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                ],
+            )
+        } else if warnings.is_empty() {
+            ("ALLOWED", vec![String::new()])
+        } else {
+            ("AUDITED", Vec::new())
+        };
+        lines.extend(warnings.iter().map(|w| format!("warning: {w}")));
+        if decision != s.expect {
+            unexpected += 1;
+            lines[0] = format!("(expected {}) {}", s.expect, lines[0]);
+        }
+        let object = format!("{}/{}", s.kind, s.name);
+        println!(
+            "{:<29} {:<9} {:<25} {:<8} {}",
+            s.what, s.namespace, object, decision, lines[0]
+        );
+        for l in &lines[1..] {
+            println!("{:<74} {}", "", l);
+        }
     }
-    Ok(out)
+    let metrics = webhook.metrics().await;
+    println!("\n== a few of the webhook's metrics (/metrics)");
+    for line in metrics.lines().filter(|l| {
+        l.starts_with("portcullis_decisions_total")
+            || l.starts_with("portcullis_admission_requests_total")
+    }) {
+        println!("   {line}");
+    }
+    println!("\n== stopping the webhook and the registry");
+    drop(webhook);
+    drop(registry);
+    if unexpected > 0 {
+        eprintln!("demo: {unexpected} decisions differ from what the sample policies should give");
+        std::process::exit(1);
+    }
 }

@@ -24,6 +24,24 @@ pub fn fixture(path: &str) -> PathBuf {
     dir.join(path)
 }
 
+/// A binary of this package: Cargo tells tests where; examples (the demo)
+/// find it beside themselves in the target directory.
+pub fn bin(name: &str) -> PathBuf {
+    let from_cargo = match name {
+        "portcullis-webhook" => option_env!("CARGO_BIN_EXE_portcullis-webhook"),
+        "portcullis-attach" => option_env!("CARGO_BIN_EXE_portcullis-attach"),
+        _ => None,
+    };
+    from_cargo.map_or_else(
+        || {
+            let exe = std::env::current_exe().unwrap();
+            // target/<profile>/examples/demo -> target/<profile>/<name>
+            exe.parent().unwrap().parent().unwrap().join(name)
+        },
+        PathBuf::from,
+    )
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -185,7 +203,7 @@ impl Registry {
         created: &str,
         creds: Option<(&str, &str)>,
     ) -> String {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis-attach"));
+        let mut cmd = Command::new(bin("portcullis-attach"));
         cmd.arg(format!("{}/{image}", self.addr))
             .arg(report)
             .arg("--insecure")
@@ -245,6 +263,15 @@ pub fn install_crypto() {
 impl Webhook {
     /// Starts the webhook with `policies` (YAML documents) and extra flags.
     pub fn start(policies: &str, registry_config: Option<&str>, args: &[&str]) -> Webhook {
+        Self::start_with(&[("rules.yaml", policies)], registry_config, args)
+    }
+
+    /// Starts the webhook with several policy files.
+    pub fn start_with(
+        policy_files: &[(&str, &str)],
+        registry_config: Option<&str>,
+        args: &[&str],
+    ) -> Webhook {
         install_crypto();
         let dir = tempfile::tempdir().unwrap();
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
@@ -252,11 +279,13 @@ impl Webhook {
         std::fs::write(dir.path().join("tls.crt"), cert.cert.pem()).unwrap();
         std::fs::write(dir.path().join("tls.key"), cert.signing_key.serialize_pem()).unwrap();
         std::fs::create_dir(dir.path().join("policies")).unwrap();
-        std::fs::write(dir.path().join("policies/rules.yaml"), policies).unwrap();
+        for (name, text) in policy_files {
+            std::fs::write(dir.path().join("policies").join(name), text).unwrap();
+        }
         let port = free_port();
         let metrics_port = free_port();
         let log = dir.path().join("webhook.log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis-webhook"));
+        let mut cmd = Command::new(bin("portcullis-webhook"));
         cmd.arg(format!("--listen=127.0.0.1:{port}"))
             .arg(format!("--metrics-listen=127.0.0.1:{metrics_port}"))
             .arg(format!(
