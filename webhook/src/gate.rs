@@ -41,6 +41,14 @@ pub struct Gate {
     pub metrics: Arc<Metrics>,
     /// Event recorder, in a cluster.
     pub recorder: Option<Recorder>,
+    /// Parsed image references: parsing runs the distribution grammar's
+    /// regular expression, the costliest step of a warm admission.
+    pub references: moka::sync::Cache<String, Result<ImageRef, String>>,
+}
+
+/// A cache of parsed references of the usual size.
+pub fn reference_cache() -> moka::sync::Cache<String, Result<ImageRef, String>> {
+    moka::sync::Cache::new(50_000)
 }
 
 /// The decision for one container, with what the trail needs.
@@ -122,9 +130,11 @@ impl Gate {
         // One lookup per distinct image that any rule cares about.
         let mut parsed: HashMap<&str, Result<ImageRef, String>> = HashMap::new();
         for c in &workload.containers {
-            parsed
-                .entry(c.image.as_str())
-                .or_insert_with(|| ImageRef::parse(&c.image).map_err(|e| e.to_string()));
+            parsed.entry(c.image.as_str()).or_insert_with(|| {
+                self.references.get_with_by_ref(&c.image, || {
+                    ImageRef::parse(&c.image).map_err(|e| e.to_string())
+                })
+            });
         }
         let mut pending = Vec::new();
         for (image, r) in &parsed {
@@ -141,52 +151,42 @@ impl Gate {
             if wanted {
                 pending.push((
                     (*image).to_owned(),
-                    self.spawn_lookup(&snapshot, &workload, image_ref.clone()),
+                    self.lookup_image(&snapshot, &workload, image_ref.clone()),
                 ));
             }
         }
-        let budget = self.deadline.saturating_sub(started.elapsed());
+        // Cached answers complete on the first poll; only lookups that must
+        // wait on a registry become tasks (and keep filling the cache if the
+        // deadline passes).
         let mut evidence: HashMap<String, ImageEvidence> = HashMap::new();
-        let waited = tokio::time::timeout(
-            budget,
-            futures::future::join_all(pending.iter_mut().map(|(_, h)| h)),
-        )
-        .await;
-        match waited {
-            Ok(results) => {
-                for ((image, _), r) in pending.iter().zip(results) {
-                    let ev = r.unwrap_or_else(|e| {
-                        ImageEvidence::failed(
-                            FailureClass::RegistryUnavailable,
-                            format!("lookup failed: {e}"),
-                        )
-                    });
-                    evidence.insert(image.clone(), ev);
-                }
-            }
-            Err(_) => {
-                // Lookups keep running (and fill the caches); this answer goes
-                // out now with what is known.
-                for (image, handle) in pending {
-                    let ev = if handle.is_finished() {
-                        handle.await.unwrap_or_else(|e| {
-                            ImageEvidence::failed(
-                                FailureClass::RegistryUnavailable,
-                                format!("lookup failed: {e}"),
-                            )
-                        })
-                    } else {
-                        ImageEvidence::failed(
-                            FailureClass::RegistryUnavailable,
-                            format!(
-                                "no answer from the registry within the {} ms deadline",
-                                self.deadline.as_millis()
-                            ),
-                        )
-                    };
+        let mut waiting = Vec::new();
+        for (image, mut lookup) in pending {
+            match futures::FutureExt::now_or_never(&mut lookup) {
+                Some(ev) => {
                     evidence.insert(image, ev);
                 }
+                None => waiting.push((image, tokio::spawn(lookup))),
             }
+        }
+        // The tasks run concurrently; awaiting them in turn against one
+        // absolute deadline waits no longer than the slowest.
+        let deadline = tokio::time::Instant::from_std(started + self.deadline);
+        for (image, handle) in waiting {
+            let ev = match tokio::time::timeout_at(deadline, handle).await {
+                Ok(Ok(ev)) => ev,
+                Ok(Err(e)) => ImageEvidence::failed(
+                    FailureClass::RegistryUnavailable,
+                    format!("lookup failed: {e}"),
+                ),
+                Err(_) => ImageEvidence::failed(
+                    FailureClass::RegistryUnavailable,
+                    format!(
+                        "no answer from the registry within the {} ms deadline",
+                        self.deadline.as_millis()
+                    ),
+                ),
+            };
+            evidence.insert(image, ev);
         }
         let containers: Vec<ContainerOutcome> = workload
             .containers
@@ -223,19 +223,21 @@ impl Gate {
         }
     }
 
-    fn spawn_lookup(
+    /// The lookup of one image, as a future that owns what it needs (so it
+    /// can become a task).
+    fn lookup_image(
         &self,
         snapshot: &Arc<Snapshot>,
         workload: &Workload,
         image: ImageRef,
-    ) -> tokio::task::JoinHandle<ImageEvidence> {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ImageEvidence> + Send + 'static>> {
         let lookup = self.lookup.clone();
         let credentials = self.credentials.clone();
         let snapshot = snapshot.clone();
         let namespace = workload.namespace.clone();
         let pull_secrets = workload.pull_secrets.clone();
         let service_account = workload.service_account.clone();
-        tokio::spawn(async move {
+        Box::pin(async move {
             let pod = PodIdentity {
                 namespace: &namespace,
                 pull_secrets: &pull_secrets,

@@ -187,6 +187,7 @@ async fn run(config: Config) -> Result<(), String> {
         deadline: config.deadline,
         metrics: metrics.clone(),
         recorder,
+        references: portcullis_webhook::gate::reference_cache(),
     });
     let state = AppState {
         gate,

@@ -43,6 +43,27 @@ pub struct ScanSummary {
     all: Counts,
     fixable: Counts,
     scanned_at: Option<Timestamp>,
+    /// Bloom filter over the IDs (about one byte per finding, two probes):
+    /// most IDs a rule asks about (ignored, forbidden) are absent, and this
+    /// answers that without string comparisons.
+    id_filter: Box<[u64]>,
+}
+
+/// FNV-1a; hand-written because it is five lines and only feeds the filter.
+fn id_hash(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Two bit positions; `words` is a power of two, so masking replaces division.
+fn filter_probes(hash: u64, words: usize) -> [(usize, u64); 2] {
+    let mask = (words as u64 * 64) - 1;
+    let a = hash & mask;
+    let b = (hash >> 32) & mask;
+    // Truncation is impossible: both are below words * 64.
+    let (a, b) = (a as usize, b as usize);
+    [(a / 64, 1 << (a % 64)), (b / 64, 1 << (b % 64))]
 }
 
 impl ScanSummary {
@@ -72,12 +93,20 @@ impl ScanSummary {
             let (fa, fb) = (&by_id[a as usize], &by_id[b as usize]);
             fb.severity.cmp(&fa.severity).then(fa.id.cmp(&fb.id))
         });
+        let words = (by_id.len() * 8).div_ceil(64).next_power_of_two().max(1);
+        let mut id_filter = vec![0u64; words];
+        for f in &by_id {
+            for (word, bit) in filter_probes(id_hash(&f.id), words) {
+                id_filter[word] |= bit;
+            }
+        }
         ScanSummary {
             by_id: by_id.into_boxed_slice(),
             by_severity: by_severity.into_boxed_slice(),
             all,
             fixable,
             scanned_at,
+            id_filter: id_filter.into_boxed_slice(),
         }
     }
 
@@ -107,6 +136,12 @@ impl ScanSummary {
 
     /// All findings with this ID (one per package).
     pub(super) fn with_id(&self, id: &str) -> &[GateFinding] {
+        let absent = filter_probes(id_hash(id), self.id_filter.len())
+            .iter()
+            .any(|&(word, bit)| self.id_filter[word] & bit == 0);
+        if absent {
+            return &[];
+        }
         let start = self.by_id.partition_point(|f| &*f.id < id);
         let len = self.by_id[start..]
             .iter()

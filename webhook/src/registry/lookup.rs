@@ -115,9 +115,21 @@ enum ManifestKind {
     Index(Vec<(String, String)>),
 }
 
-/// Looks up images' findings; cheap to clone.
+/// Looks up images' findings; cheap to clone (one `Arc`), which matters
+/// because every cached lookup hands a clone to its would-be refresh.
 #[derive(Clone)]
-pub struct ImageLookup {
+pub struct ImageLookup(Arc<LookupState>);
+
+impl std::ops::Deref for ImageLookup {
+    type Target = LookupState;
+
+    fn deref(&self) -> &LookupState {
+        &self.0
+    }
+}
+
+/// The caches and client behind an [`ImageLookup`].
+pub struct LookupState {
     client: RegistryClient,
     settings: LookupSettings,
     tags: SwrCache<String>,
@@ -132,7 +144,7 @@ pub struct ImageLookup {
 impl ImageLookup {
     /// A lookup over `client`.
     pub fn new(client: RegistryClient, settings: LookupSettings, metrics: Arc<Metrics>) -> Self {
-        ImageLookup {
+        ImageLookup(Arc::new(LookupState {
             tags: SwrCache::new(
                 "tag",
                 100_000,
@@ -155,7 +167,7 @@ impl ImageLookup {
             client,
             settings,
             metrics,
-        }
+        }))
     }
 
     /// The registry client.
