@@ -430,6 +430,8 @@ pub enum Fault {
     Corrupt,
     /// Demand a bearer token from this realm.
     BearerRealm(String),
+    /// Add this much latency, then forward.
+    Delay(Duration),
 }
 
 /// A fault-injecting HTTP proxy in front of a real registry; it also counts
@@ -489,6 +491,7 @@ impl FaultProxy {
                         .unwrap()
                 };
                 match &fault {
+                    Some(Fault::Delay(d)) => tokio::time::sleep(*d).await,
                     Some(Fault::Hang) => {
                         tokio::time::sleep(Duration::from_secs(3600)).await;
                         return reply(200, Vec::new());
