@@ -88,7 +88,11 @@ async fn policies_come_from_reflectors_and_denials_publish_events() {
     let metrics = Arc::new(Metrics::new().unwrap());
     let store = Arc::new(PolicyStore::default());
     assert!(!store.is_ready(), "ready before anything was listed");
-    tokio::spawn(run_reflectors(client.clone(), store.clone(), metrics.clone()));
+    tokio::spawn(run_reflectors(
+        client.clone(),
+        store.clone(),
+        metrics.clone(),
+    ));
 
     let deadline = Instant::now() + Duration::from_secs(5);
     while !store.is_ready() {
@@ -124,13 +128,18 @@ async fn policies_come_from_reflectors_and_denials_publish_events() {
     };
     // An image reference no registry could serve: denied without a lookup.
     let mut dep = support::kubectl(&["deployment", "web", "--image=nginx"], "shop");
-    dep["spec"]["template"]["spec"]["containers"][0]["image"] = "Registry.Example.com/UPPER:1".into();
+    dep["spec"]["template"]["spec"]["containers"][0]["image"] =
+        "Registry.Example.com/UPPER:1".into();
     let review: AdmissionReview<DynamicObject> =
         serde_json::from_value(support::review_for("CREATE", &dep, None)).unwrap();
     let req: AdmissionRequest<DynamicObject> = review.try_into().unwrap();
     let resp = gate.review(&req).await;
     assert!(!resp.allowed);
-    assert!(resp.result.message.ends_with("(reason InvalidReference)"), "{}", resp.result.message);
+    assert!(
+        resp.result.message.ends_with("(reason InvalidReference)"),
+        "{}",
+        resp.result.message
+    );
 
     // Requests seen: the two LISTs, the WATCHes, then exactly one Event.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -147,9 +156,21 @@ async fn policies_come_from_reflectors_and_denials_publish_events() {
             break body;
         }
     };
-    assert!(seen.iter().any(|s| s.starts_with(&format!("GET {POLICIES}?")) && !s.contains("watch=true")), "{seen:?}");
-    assert!(seen.iter().any(|s| s.starts_with(&format!("GET {ACCESS}?")) && !s.contains("watch=true")), "{seen:?}");
-    assert!(seen.iter().all(|s| s.starts_with("GET ") || s.starts_with("POST /apis/events.k8s.io/")), "writes other than the Event: {seen:?}");
+    assert!(
+        seen.iter()
+            .any(|s| s.starts_with(&format!("GET {POLICIES}?")) && !s.contains("watch=true")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|s| s.starts_with(&format!("GET {ACCESS}?")) && !s.contains("watch=true")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .all(|s| s.starts_with("GET ") || s.starts_with("POST /apis/events.k8s.io/")),
+        "writes other than the Event: {seen:?}"
+    );
     assert_eq!(event["reason"], "GatingDeny");
     assert_eq!(event["type"], "Warning");
     assert_eq!(event["action"], "Admission");
@@ -157,5 +178,11 @@ async fn policies_come_from_reflectors_and_denials_publish_events() {
     assert_eq!(event["regarding"]["kind"], "Deployment");
     assert_eq!(event["regarding"]["name"], "web");
     assert_eq!(event["regarding"]["namespace"], "shop");
-    assert!(event["note"].as_str().unwrap().contains("(reason InvalidReference)"), "{event}");
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap()
+            .contains("(reason InvalidReference)"),
+        "{event}"
+    );
 }

@@ -401,3 +401,181 @@ async fn a_renewed_certificate_is_served_without_restart() {
         .await;
     assert!(r["allowed"].is_boolean());
 }
+
+/// A stand-in for ACR's front door: `/oauth2/exchange` and `/oauth2/token`
+/// as ACR implements them, and `/v2/` demanding the resulting bearer token
+/// before forwarding to the real registry behind it.
+async fn acr_front(upstream: String) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::response::Response;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let log: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let (me, log2) = (addr.clone(), log.clone());
+    let http = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |req: Request| {
+        let (me, log, http, upstream) = (me.clone(), log2.clone(), http.clone(), upstream.clone());
+        async move {
+            let path = req.uri().path().to_owned();
+            let query = req.uri().query().unwrap_or_default().to_owned();
+            let auth = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let accept = req
+                .headers()
+                .get("accept")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("*/*")
+                .to_owned();
+            let method = req.method().clone();
+            let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let form = String::from_utf8_lossy(&body).into_owned();
+            log.lock().unwrap().push(format!("{method} {path} {form}"));
+            let json = |v: Value| {
+                Response::builder()
+                    .header("content-type", "application/json")
+                    .body(Body::from(v.to_string()))
+                    .unwrap()
+            };
+            let refuse = || Response::builder().status(401).body(Body::empty()).unwrap();
+            match path.as_str() {
+                "/oauth2/exchange" => {
+                    let ok = form.contains("grant_type=access_token")
+                        && form.contains("access_token=entra-token")
+                        && form.contains("tenant=tenant-1");
+                    if ok {
+                        json(serde_json::json!({"refresh_token": "acr-refresh"}))
+                    } else {
+                        refuse()
+                    }
+                }
+                "/oauth2/token" => {
+                    use base64::Engine;
+                    let basic = format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD
+                            .encode("00000000-0000-0000-0000-000000000000:acr-refresh")
+                    );
+                    if auth == basic && query.contains("scope=repository") {
+                        json(serde_json::json!({"access_token": "acr-access"}))
+                    } else {
+                        refuse()
+                    }
+                }
+                _ if auth != "Bearer acr-access" => Response::builder()
+                    .status(401)
+                    .header(
+                        "www-authenticate",
+                        format!("Bearer realm=\"http://{me}/oauth2/token\",service=\"{me}\""),
+                    )
+                    .body(Body::empty())
+                    .unwrap(),
+                _ => {
+                    let target = if query.is_empty() {
+                        format!("http://{upstream}{path}")
+                    } else {
+                        format!("http://{upstream}{path}?{query}")
+                    };
+                    let resp = http
+                        .get(target)
+                        .header("accept", accept)
+                        .send()
+                        .await
+                        .unwrap();
+                    let mut b = Response::builder().status(resp.status().as_u16());
+                    for (k, v) in resp.headers() {
+                        if k != "content-length" && k != "transfer-encoding" {
+                            b = b.header(k, v);
+                        }
+                    }
+                    b.body(Body::from(resp.bytes().await.unwrap())).unwrap()
+                }
+            }
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, log)
+}
+
+/// A stand-in for Entra ID's token endpoint (client-assertion grant).
+async fn entra(expected_assertion: &'static str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let app = axum::Router::new().route(
+        "/tenant-1/oauth2/v2.0/token",
+        axum::routing::post(move |form: String| async move {
+            let ok = form.contains("client_id=client-1")
+                && form.contains("grant_type=client_credentials")
+                && form.contains("client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer")
+                && form.contains(&format!("client_assertion={expected_assertion}"))
+                && form.contains("scope=https%3A%2F%2Fcontainerregistry.azure.net%2F.default");
+            if ok {
+                (axum::http::StatusCode::OK, serde_json::json!({"access_token": "entra-token", "expires_in": 3600}).to_string())
+            } else {
+                (axum::http::StatusCode::UNAUTHORIZED, format!("unexpected form: {form}"))
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_workload_identity_reaches_a_private_registry() {
+    support::install_crypto();
+    let dist = Registry::distribution(None);
+    dist.push_image("team/app:1.0", &[], None);
+    dist.attach(
+        "team/app:1.0",
+        &fixture("trivy-json/trivy-debian-buster.json.golden"),
+        RECENT,
+        None,
+    );
+    let (acr, acr_log) = acr_front(dist.addr.clone()).await;
+    let entra = entra("projected-sa-token").await;
+    let registry_config = format!(
+        "apiVersion: portcullis.dev/v1alpha1\nkind: RegistryAccess\nmetadata: {{name: acr}}\nspec:\n  registries: [\"{acr}\"]\n  auth: {{type: AzureWorkloadIdentity, azureWorkloadIdentity: {{tenantId: tenant-1, clientId: client-1}}}}\n"
+    );
+    let token_dir = tempfile::tempdir().unwrap();
+    let token_file = token_dir.path().join("azure-identity-token");
+    std::fs::write(&token_file, "projected-sa-token\n").unwrap();
+    let wh = Webhook::start(
+        POLICIES,
+        Some(&registry_config),
+        &[
+            "--allow-destination=127.0.0.1/32",
+            &format!("--insecure-registry={acr}"),
+            &format!("--azure-authority-host=http://{entra}/"),
+            &format!("--azure-federated-token-file={}", token_file.display()),
+        ],
+    );
+    let dep = kubectl(
+        &["deployment", "app", &format!("--image={acr}/team/app:1.0")],
+        "shop",
+    );
+    let r = wh.review("CREATE", &dep, None).await;
+    let message = r["status"]["message"].as_str().unwrap_or_default();
+    assert!(message.ends_with("(rule deny-critical)"), "{r}");
+    let log = acr_log.lock().unwrap().clone();
+    assert!(
+        log.iter().any(|l| l.starts_with("POST /oauth2/exchange ")),
+        "{log:?}"
+    );
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.starts_with("POST /oauth2/exchange"))
+            .count(),
+        1,
+        "{log:?}"
+    );
+    assert!(
+        log.iter().any(|l| l.starts_with("GET /oauth2/token")),
+        "{log:?}"
+    );
+}
