@@ -579,3 +579,73 @@ async fn azure_workload_identity_reaches_a_private_registry() {
         "{log:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_token_auth_on_a_real_registry() {
+    support::install_crypto();
+    let tokens = support::TokenServer::start("alice", "s3cret").await;
+    let registry = Registry::distribution_with_token_auth(&tokens);
+    let r = &registry.addr;
+    // skopeo pushes with the same credentials through the same token server.
+    registry.push_image("team/app:1.0", &[], Some(("alice", "s3cret")));
+    registry.attach(
+        "team/app:1.0",
+        &fixture("trivy-json/trivy-debian-buster.json.golden"),
+        RECENT,
+        Some(("alice", "s3cret")),
+    );
+    let secret = |user: &str, pass: &str| {
+        format!(
+            "apiVersion: portcullis.dev/v1alpha1\nkind: RegistryAccess\nmetadata: {{name: team}}\nspec:\n  registries: [\"{r}\"]\n  auth: {{type: BasicSecret, secretRef: {{namespace: portcullis, name: team}}}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{namespace: portcullis, name: team}}\nstringData: {{username: {user}, password: {pass}}}\n"
+        )
+    };
+    let args = [
+        "--allow-destination=127.0.0.1/32".to_owned(),
+        format!("--insecure-registry={r},{}", tokens.addr),
+        "--trusted-token-realm".to_owned(),
+        tokens.addr.clone(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let dep = kubectl(
+        &["deployment", "app", &format!("--image={r}/team/app:1.0")],
+        "shop",
+    );
+
+    let wh = Webhook::start(POLICIES, Some(&secret("alice", "s3cret")), &args);
+    let resp = wh.review("CREATE", &dep, None).await;
+    assert!(
+        resp["status"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("(rule deny-critical)"),
+        "{resp}"
+    );
+
+    let wh = Webhook::start(POLICIES, Some(&secret("alice", "wrong")), &args);
+    let resp = wh.review("CREATE", &dep, None).await;
+    assert!(warnings(&resp).contains("(reason RegistryAuth)"), "{resp}");
+
+    // Without --trusted-token-realm the realm (another port: another origin)
+    // gets no credentials, and the registry refuses the anonymous token.
+    let before = tokens
+        .authorizations
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|a| a.is_empty())
+        .count();
+    let wh = Webhook::start(POLICIES, Some(&secret("alice", "s3cret")), &args[..2]);
+    let resp = wh.review("CREATE", &dep, None).await;
+    assert!(warnings(&resp).contains("(reason RegistryAuth)"), "{resp}");
+    let anonymous = tokens
+        .authorizations
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|a| a.is_empty())
+        .count();
+    assert!(
+        anonymous > before,
+        "the token server was not asked anonymously"
+    );
+}

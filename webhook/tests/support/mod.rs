@@ -136,6 +136,39 @@ impl Registry {
         }
     }
 
+    /// distribution 2.8 with token authentication: its realm is `token`, a
+    /// real JWT issuer (see [`TokenServer`]) that gives pull tokens to `user`.
+    pub fn distribution_with_token_auth(token: &TokenServer) -> Registry {
+        require("docker-registry");
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        std::fs::write(dir.path().join("issuer.pem"), &token.cert_pem).unwrap();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  token:\n    realm: http://{}/token\n    service: portcullis-test\n    issuer: portcullis-test-issuer\n    rootcertbundle: {}\n",
+            dir.path().join("data").display(),
+            token.addr,
+            dir.path().join("issuer.pem").display()
+        );
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr = format!("127.0.0.1:{port}");
+        wait_http(
+            &format!("http://{addr}/v2/"),
+            "docker-registry (token auth)",
+        );
+        Registry {
+            addr,
+            _proc: Proc(child),
+            _dir: dir,
+        }
+    }
+
     /// ferro-oci-server, which implements the referrers API.
     pub fn ferro() -> Registry {
         require("ferro-oci-server");
@@ -244,6 +277,85 @@ fn auth_file(addr: &str, user: &str, pass: &str) -> PathBuf {
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
     std::fs::write(&path, json!({"auths": {addr: {"auth": auth}}}).to_string()).unwrap();
     path
+}
+
+/// A distribution token server (the protocol Docker Hub, GHCR and Harbor
+/// use): checks basic credentials, issues ES256 JWTs carrying the signing
+/// certificate in `x5c`, which the registry trusts through `rootcertbundle`.
+pub struct TokenServer {
+    pub addr: String,
+    pub cert_pem: String,
+    /// Authorization headers received.
+    pub authorizations: Arc<Mutex<Vec<String>>>,
+}
+
+impl TokenServer {
+    pub async fn start(user: &str, password: &str) -> TokenServer {
+        use base64::Engine;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["portcullis-test-issuer".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let cert_der = STANDARD.encode(cert.der());
+        let rng = ring::rand::SystemRandom::new();
+        let signer = Arc::new(
+            ring::signature::EcdsaKeyPair::from_pkcs8(
+                &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                &key.serialize_der(),
+                &rng,
+            )
+            .unwrap(),
+        );
+        let expected = format!("Basic {}", STANDARD.encode(format!("{user}:{password}")));
+        let authorizations: Arc<Mutex<Vec<String>>> = Arc::default();
+        let seen = authorizations.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let app = axum::Router::new().route(
+            "/token",
+            axum::routing::get(move |headers: axum::http::HeaderMap, axum::extract::RawQuery(query): axum::extract::RawQuery| {
+                let (signer, expected, seen, cert_der) = (signer.clone(), expected.clone(), seen.clone(), cert_der.clone());
+                async move {
+                    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                    seen.lock().unwrap().push(auth.clone());
+                    if auth != expected {
+                        return (axum::http::StatusCode::UNAUTHORIZED, String::new());
+                    }
+                    let query = query.unwrap_or_default();
+                    let scope = query
+                        .split('&')
+                        .find_map(|kv| kv.strip_prefix("scope="))
+                        .map(|s| s.replace("%3A", ":").replace("%2F", "/").replace("%2C", ","))
+                        .unwrap_or_default();
+                    let repo = scope.split(':').nth(1).unwrap_or_default().to_owned();
+                    let actions: Vec<&str> = scope.split(':').nth(2).unwrap_or("pull").split(',').collect();
+                    let now = jiff::Timestamp::now().as_second();
+                    let header = json!({"alg": "ES256", "typ": "JWT", "x5c": [cert_der]});
+                    let claims = json!({
+                        "iss": "portcullis-test-issuer", "sub": "alice", "aud": "portcullis-test",
+                        "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{repo}"),
+                        "access": [{"type": "repository", "name": repo, "actions": actions}],
+                    });
+                    let signing_input = format!(
+                        "{}.{}",
+                        URL_SAFE_NO_PAD.encode(header.to_string()),
+                        URL_SAFE_NO_PAD.encode(claims.to_string())
+                    );
+                    let sig = signer.sign(&ring::rand::SystemRandom::new(), signing_input.as_bytes()).unwrap();
+                    let token = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()));
+                    (axum::http::StatusCode::OK, json!({"token": token, "expires_in": 300}).to_string())
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        TokenServer {
+            addr,
+            cert_pem: cert.pem(),
+            authorizations,
+        }
+    }
 }
 
 /// The webhook binary, serving TLS with a fresh self-signed certificate.
