@@ -407,43 +407,25 @@ fn judge_container(
     now: Timestamp,
 ) -> ContainerOutcome {
     let policies = &snapshot.policies;
-    let Some(evidence) = evidence else {
-        // No rule applies: nothing was looked up.
-        let decision = policies.evaluate(
+    // The image judged without findings, for this reason.
+    let without_findings = |class: FailureClass, detail: &str| ContainerOutcome {
+        container: container.into(),
+        image: image.into(),
+        digest: None,
+        decision: policies.evaluate(
             &subject(w, container, image_ref, None),
-            Evidence::Failed {
-                class: FailureClass::NoFindings,
-                detail: "",
-            },
+            Evidence::Failed { class, detail },
             failures,
             now,
-        );
-        return ContainerOutcome {
-            container: container.into(),
-            image: image.into(),
-            digest: None,
-            decision,
-        };
+        ),
+    };
+    let Some(evidence) = evidence else {
+        // No rule applies: nothing was looked up.
+        return without_findings(FailureClass::NoFindings, "");
     };
     let digest = match &evidence.digest {
         Ok(d) => d.clone(),
-        Err(f) => {
-            let decision = policies.evaluate(
-                &subject(w, container, image_ref, None),
-                Evidence::Failed {
-                    class: f.class,
-                    detail: &f.detail,
-                },
-                failures,
-                now,
-            );
-            return ContainerOutcome {
-                container: container.into(),
-                image: image.into(),
-                digest: None,
-                decision,
-            };
-        }
+        Err(f) => return without_findings(f.class, &f.detail),
     };
     let mut best: Option<(Decision, Option<&str>, &str)> = None;
     for t in &evidence.targets {
@@ -486,18 +468,8 @@ fn judge_container(
             decision,
         },
         None => ContainerOutcome {
-            container: container.into(),
-            image: image.into(),
             digest: Some(digest),
-            decision: policies.evaluate(
-                &subject(w, container, image_ref, None),
-                Evidence::Failed {
-                    class: FailureClass::NoFindings,
-                    detail: "",
-                },
-                failures,
-                now,
-            ),
+            ..without_findings(FailureClass::NoFindings, "")
         },
     }
 }

@@ -388,6 +388,18 @@ impl RegistryClient {
         if let Some(a) = authorization {
             req = req.header(AUTHORIZATION, a);
         }
+        self.send_measured(req, &target.registry, op)
+            .await
+            .map_err(|e| transport_error(url, &e))
+    }
+
+    /// Sends and records the request's status and latency.
+    async fn send_measured(
+        &self,
+        req: reqwest::RequestBuilder,
+        registry: &str,
+        op: Operation,
+    ) -> Result<reqwest::Response, reqwest::Error> {
         let started = Instant::now();
         let result = req.send().await;
         let status = match &result {
@@ -396,8 +408,8 @@ impl RegistryClient {
             Err(_) => "error".to_owned(),
         };
         self.metrics
-            .registry_request(&target.registry, op.as_str(), &status, started.elapsed());
-        result.map_err(|e| transport_error(url, &e))
+            .registry_request(registry, op.as_str(), &status, started.elapsed());
+        result
     }
 
     async fn check_status(
@@ -486,19 +498,9 @@ impl RegistryClient {
         {
             req = req.header(AUTHORIZATION, h);
         }
-        let started = Instant::now();
-        let result = req.send().await;
-        let status = match &result {
-            Ok(r) => r.status().as_u16().to_string(),
-            Err(e) if e.is_timeout() => "timeout".to_owned(),
-            Err(_) => "error".to_owned(),
-        };
-        self.metrics.registry_request(
-            &target.registry,
-            Operation::Token.as_str(),
-            &status,
-            started.elapsed(),
-        );
+        let result = self
+            .send_measured(req, &target.registry, Operation::Token)
+            .await;
         let resp = result.map_err(|e| match transport_error(realm, &e) {
             RegistryError::Transport { message, .. } => err(message),
             other => other,

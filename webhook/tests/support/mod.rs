@@ -115,6 +115,11 @@ impl Registry {
                 dir.path().join("htpasswd").display()
             );
         }
+        Self::serve_distribution(dir, port, &auth)
+    }
+
+    /// Writes the configuration (plus `auth`, YAML) and starts distribution.
+    fn serve_distribution(dir: tempfile::TempDir, port: u16, auth: &str) -> Registry {
         let config = format!(
             "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
             dir.path().join("data").display()
@@ -143,30 +148,12 @@ impl Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         std::fs::write(dir.path().join("issuer.pem"), &token.cert_pem).unwrap();
-        let config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  token:\n    realm: http://{}/token\n    service: portcullis-test\n    issuer: portcullis-test-issuer\n    rootcertbundle: {}\n",
-            dir.path().join("data").display(),
+        let auth = format!(
+            "auth:\n  token:\n    realm: http://{}/token\n    service: portcullis-test\n    issuer: portcullis-test-issuer\n    rootcertbundle: {}\n",
             token.addr,
             dir.path().join("issuer.pem").display()
         );
-        std::fs::write(dir.path().join("config.yml"), config).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(dir.path().join("config.yml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let addr = format!("127.0.0.1:{port}");
-        wait_http(
-            &format!("http://{addr}/v2/"),
-            "docker-registry (token auth)",
-        );
-        Registry {
-            addr,
-            _proc: Proc(child),
-            _dir: dir,
-        }
+        Self::serve_distribution(dir, port, &auth)
     }
 
     /// ferro-oci-server, which implements the referrers API.
