@@ -1,0 +1,8 @@
+//! Portcullis operator: syncs RuleSources (portal documents) into
+//! SecurityArtifactPolicies. Certificates, federated identity and leader
+//! election join in later issues' work (see the README's status table).
+
+pub mod document;
+pub mod metrics;
+pub mod portal;
+pub mod rule_source;

@@ -1,0 +1,174 @@
+//! `portcullis-operator`: start-up only; see the library for the controllers.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::routing::get;
+use clap::{Parser, ValueEnum};
+use futures::StreamExt;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{Controller, watcher};
+use kube::{Api, CustomResourceExt};
+use portcullis_crds::{RuleSource, SecurityArtifactPolicy};
+use portcullis_operator::metrics::Metrics;
+use portcullis_operator::rule_source::{self, Context};
+
+/// Portcullis operator: syncs RuleSources (a rules endpoint or a ConfigMap)
+/// into SecurityArtifactPolicy objects. Every flag can also be set by the
+/// environment variable shown.
+#[derive(Debug, Parser)]
+#[command(name = "portcullis-operator", version, about, long_about)]
+struct Config {
+    /// Plain-HTTP address for /healthz, /readyz and /metrics.
+    #[arg(
+        long,
+        env = "PORTCULLIS_METRICS_LISTEN",
+        default_value = "0.0.0.0:9091"
+    )]
+    metrics_listen: SocketAddr,
+    /// Time limit of one portal fetch (e.g. 10s).
+    #[arg(long, env = "PORTCULLIS_FETCH_TIMEOUT", default_value = "10", value_parser = parse_seconds)]
+    fetch_timeout: Duration,
+    /// Log filter (tracing EnvFilter syntax, e.g. `info,portcullis_operator=debug`).
+    #[arg(long, env = "PORTCULLIS_LOG", default_value = "info")]
+    log: String,
+    /// Log format.
+    #[arg(long, env = "PORTCULLIS_LOG_FORMAT", default_value = "json")]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let digits = s.trim_end_matches('s');
+    digits
+        .parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|_| format!("{s:?} is not a number of seconds"))
+}
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+    if rustls::crypto::ring::default_provider()
+        .install_default()
+        .is_err()
+    {
+        eprintln!("portcullis-operator: a TLS crypto provider was already installed");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("portcullis-operator: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "portcullis-operator stopped");
+            eprintln!("portcullis-operator: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("connecting to the Kubernetes API: {e}"))?;
+    // Fail early and clearly when the CRDs are missing.
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for name in [RuleSource::crd_name(), SecurityArtifactPolicy::crd_name()] {
+        match crds.get_opt(name).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(format!(
+                    "CustomResourceDefinition {name} is not installed; apply config/crd/ first (kubectl apply -f config/crd/)"
+                ));
+            }
+            Err(e) => return Err(format!("checking CustomResourceDefinition {name}: {e}")),
+        }
+    }
+    let metrics = Arc::new(Metrics::new().map_err(|e| e.to_string())?);
+    let ready = Arc::new(AtomicBool::new(false));
+    let health = axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get({
+                let ready = ready.clone();
+                move || async move {
+                    if ready.load(Ordering::Acquire) {
+                        (axum::http::StatusCode::OK, "ready")
+                    } else {
+                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "starting")
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get({
+                let metrics = metrics.clone();
+                move || async move { metrics.render() }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(config.metrics_listen)
+        .await
+        .map_err(|e| format!("{}: {e}", config.metrics_listen))?;
+    tokio::spawn(async move { axum::serve(listener, health).await });
+
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        metrics,
+        recorder: Some(Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "portcullis-operator".into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        )),
+        fetch_timeout: config.fetch_timeout,
+    });
+    ready.store(true, Ordering::Release);
+    tracing::info!("portcullis-operator running");
+    Controller::new(
+        Api::<RuleSource>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(
+        Api::<SecurityArtifactPolicy>::all(client),
+        watcher::Config::default(),
+    )
+    .shutdown_on_signal()
+    .run(rule_source::reconcile, rule_source::error_policy, ctx)
+    .for_each(|result| async move {
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "reconcile");
+        }
+    })
+    .await;
+    tracing::info!("portcullis-operator stopped");
+    Ok(())
+}

@@ -1,0 +1,352 @@
+//! The RuleSource controller (the portal sync, DESIGN §5): fetch, validate the
+//! whole document, then server-side apply one SecurityArtifactPolicy per rule
+//! and prune the managed ones whose rules are gone. A failure changes no
+//! policy and sets `Degraded`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Resource, ResourceExt};
+use portcullis_crds::{RuleSource, SecurityArtifactPolicy};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::document::{self, DocumentError, RuleDocument};
+use crate::metrics::Metrics;
+use crate::portal::{self, FetchError, Fetched};
+
+/// Field manager of every write.
+pub const MANAGER: &str = "portcullis-operator";
+/// Label naming the RuleSource that manages a policy.
+pub const SOURCE_LABEL: &str = "portcullis.dev/rule-source";
+/// Annotation with the document revision a policy came from.
+pub const REVISION_ANNOTATION: &str = "portcullis.dev/rule-source-revision";
+const CONTROLLER: &str = "rulesource";
+
+/// Shared by every reconcile.
+pub struct Context {
+    /// API client.
+    pub client: kube::Client,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Events on RuleSources (absent in tests that do not check them).
+    pub recorder: Option<Recorder>,
+    /// Time limit of one portal fetch.
+    pub fetch_timeout: Duration,
+}
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The source could not be read.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// The document is invalid.
+    #[error(transparent)]
+    Document(#[from] DocumentError),
+    /// A rule's policy name is taken by a policy this source does not manage.
+    #[error(
+        "SecurityArtifactPolicy {0} exists and is not managed by this RuleSource; rename the rule or the policy"
+    )]
+    Conflict(String),
+    /// The API server refused a request.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// `interval` does not parse.
+    #[error("interval {0:?} is not a duration like 5m or 1h30m")]
+    Interval(String),
+}
+
+impl Error {
+    /// Condition reason and metrics label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Fetch(e) => e.reason(),
+            Self::Document(_) => "InvalidDocument",
+            Self::Conflict(_) => "NameConflict",
+            Self::Kube(_) => "APIError",
+            Self::Interval(_) => "InvalidInterval",
+        }
+    }
+}
+
+/// The policy name for `rule` of `source`: `<source>-<rule>`, shortened with
+/// a hash suffix when longer than a DNS label.
+pub fn policy_name(source: &str, rule: &str) -> String {
+    let name = format!("{source}-{rule}");
+    if name.len() <= 63 {
+        return name;
+    }
+    let digest = Sha256::digest(name.as_bytes());
+    let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let head: String = name.chars().take(54).collect();
+    format!("{}-{hex}", head.trim_end_matches('-'))
+}
+
+/// Parses `5m`, `1h30m`, `45s`.
+pub fn parse_interval(text: &str) -> Option<Duration> {
+    let mut total = 0u64;
+    let mut number = String::new();
+    for ch in text.chars() {
+        if ch.is_ascii_digit() {
+            number.push(ch);
+            continue;
+        }
+        let n: u64 = number.parse().ok()?;
+        number.clear();
+        total += n * match ch {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return None,
+        };
+    }
+    (number.is_empty() && total > 0).then(|| Duration::from_secs(total))
+}
+
+fn condition(
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    previous: &[Condition],
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    // The transition time moves only when the status does.
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or_else(
+            || Time(jiff::Timestamp::now()),
+            |c| c.last_transition_time.clone(),
+        );
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: message.into(),
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+fn is_synced(source: &RuleSource) -> bool {
+    source.status.as_ref().is_some_and(|s| {
+        s.observed_generation == source.metadata.generation
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == "Synced" && c.status == "True")
+            && !s
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Degraded" && c.status == "True")
+    })
+}
+
+/// Syncs one RuleSource.
+pub async fn reconcile(source: Arc<RuleSource>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = sync(&source, &ctx).await;
+    ctx.metrics.reconciled(CONTROLLER, started.elapsed());
+    let interval = parse_interval(&source.spec.interval).unwrap_or(Duration::from_secs(300));
+    match result {
+        Ok(()) => Ok(Action::requeue(interval)),
+        Err(e) => {
+            ctx.metrics.failed(CONTROLLER, e.reason());
+            // Record Degraded; the error itself goes to error_policy.
+            if let Err(status_error) = set_degraded(&source, &ctx, &e).await {
+                tracing::warn!(source = %source.name_any(), error = %status_error, "could not record Degraded");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Retries a failed sync sooner than the interval, never hot-looping.
+pub fn error_policy(source: Arc<RuleSource>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(source = %source.name_any(), reason = error.reason(), error = %error, "rule source sync failed");
+    let interval = parse_interval(&source.spec.interval).unwrap_or(Duration::from_secs(300));
+    Action::requeue(interval.min(Duration::from_secs(60)))
+}
+
+async fn sync(source: &RuleSource, ctx: &Context) -> Result<(), Error> {
+    let name = source.name_any();
+    if parse_interval(&source.spec.interval).is_none() {
+        return Err(Error::Interval(source.spec.interval.clone()));
+    }
+    let previous = source
+        .status
+        .as_ref()
+        .filter(|_| is_synced(source))
+        .and_then(|s| s.revision.clone());
+    let fetched =
+        portal::fetch(&ctx.client, source, previous.as_deref(), ctx.fetch_timeout).await?;
+    let (text, revision) = match fetched {
+        // Unchanged and already in force: nothing to write at all.
+        Fetched::NotModified => return Ok(()),
+        Fetched::Document { text, revision } => (text, revision),
+    };
+    let doc = document::parse(&text, source.spec.format)?;
+    let applied = apply(source, ctx, &doc, &revision).await?;
+    let shown_revision = doc.revision.clone().unwrap_or_else(|| revision.clone());
+    let conditions = source
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let generation = source.metadata.generation;
+    let message = format!("{applied} rules applied from revision {shown_revision}");
+    let status = json!({
+        "apiVersion": "portcullis.dev/v1alpha1",
+        "kind": "RuleSource",
+        "status": {
+            "observedGeneration": generation,
+            "lastSyncTime": Time(jiff::Timestamp::now()),
+            "revision": revision,
+            "appliedRules": applied,
+            "conditions": [
+                condition("Synced", true, "Synced", &message, generation, &conditions),
+                condition("Degraded", false, "Synced", "", generation, &conditions),
+            ],
+        }
+    });
+    Api::<RuleSource>::all(ctx.client.clone())
+        .patch_status(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(status),
+        )
+        .await?;
+    ctx.metrics.synced(&name, applied);
+    publish(ctx, source, EventType::Normal, "Synced", &message).await;
+    Ok(())
+}
+
+/// Applies the document's rules and prunes the rest; returns the count.
+async fn apply(
+    source: &RuleSource,
+    ctx: &Context,
+    doc: &RuleDocument,
+    revision: &str,
+) -> Result<usize, Error> {
+    let name = source.name_any();
+    let api: Api<SecurityArtifactPolicy> = Api::all(ctx.client.clone());
+    // Every policy, to see both ours and names taken by others.
+    let existing: BTreeMap<String, bool> = api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|p| {
+            let ours = p.labels().get(SOURCE_LABEL) == Some(&name);
+            (p.name_any(), ours)
+        })
+        .collect();
+    let desired: Vec<(String, &document::DocumentRule)> = doc
+        .rules
+        .iter()
+        .map(|r| (policy_name(&name, &r.name), r))
+        .collect();
+    // Refuse before writing anything when a name belongs to someone else.
+    if let Some((taken, _)) = desired
+        .iter()
+        .find(|(n, _)| existing.get(n) == Some(&false))
+    {
+        return Err(Error::Conflict(taken.clone()));
+    }
+    let owner = source
+        .controller_owner_ref(&())
+        .map(|mut o: OwnerReference| {
+            o.block_owner_deletion = Some(true);
+            o
+        });
+    let shown_revision = doc.revision.as_deref().unwrap_or(revision);
+    for (policy, rule) in &desired {
+        let object = json!({
+            "apiVersion": "portcullis.dev/v1alpha1",
+            "kind": "SecurityArtifactPolicy",
+            "metadata": {
+                "name": policy,
+                "labels": {SOURCE_LABEL: name, "app.kubernetes.io/managed-by": MANAGER},
+                "annotations": {REVISION_ANNOTATION: shown_revision, "portcullis.dev/rule": rule.name},
+                "ownerReferences": owner.iter().collect::<Vec<_>>(),
+            },
+            "spec": rule.spec,
+        });
+        api.patch(
+            policy,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(object),
+        )
+        .await?;
+    }
+    for (policy, ours) in &existing {
+        if *ours && !desired.iter().any(|(n, _)| n == policy) {
+            api.delete(policy, &DeleteParams::default()).await?;
+        }
+    }
+    Ok(desired.len())
+}
+
+async fn set_degraded(
+    source: &RuleSource,
+    ctx: &Context,
+    error: &Error,
+) -> Result<(), kube::Error> {
+    let conditions = source
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let generation = source.metadata.generation;
+    let message = error.to_string();
+    // Synced keeps its value: the policies in force are still the last good ones.
+    let mut new = vec![condition(
+        "Degraded",
+        false,
+        error.reason(),
+        &message,
+        generation,
+        &conditions,
+    )];
+    new[0].status = "True".into();
+    if let Some(synced) = conditions.iter().find(|c| c.type_ == "Synced") {
+        new.push(synced.clone());
+    }
+    let status = json!({
+        "apiVersion": "portcullis.dev/v1alpha1",
+        "kind": "RuleSource",
+        "status": {"observedGeneration": generation, "conditions": new},
+    });
+    Api::<RuleSource>::all(ctx.client.clone())
+        .patch_status(
+            &source.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(status),
+        )
+        .await?;
+    publish(ctx, source, EventType::Warning, error.reason(), &message).await;
+    Ok(())
+}
+
+async fn publish(ctx: &Context, source: &RuleSource, type_: EventType, reason: &str, note: &str) {
+    let Some(recorder) = &ctx.recorder else {
+        return;
+    };
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.chars().take(1024).collect()),
+        action: "Sync".into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, &source.object_ref(&())).await {
+        tracing::warn!(error = %e, "could not publish a RuleSource Event");
+    }
+}
