@@ -2,6 +2,7 @@
 //! SecurityArtifactPolicies. Certificates, federated identity and leader
 //! election join in later issues' work (see the README's status table).
 
+pub mod certificates;
 pub mod document;
 pub mod metrics;
 pub mod portal;

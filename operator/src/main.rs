@@ -14,6 +14,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, CustomResourceExt};
 use portcullis_crds::{RuleSource, SecurityArtifactPolicy};
+use portcullis_operator::certificates::{CertSettings, reconcile_certificates};
 use portcullis_operator::metrics::Metrics;
 use portcullis_operator::rule_source::{self, Context};
 
@@ -33,12 +34,53 @@ struct Config {
     /// Time limit of one portal fetch (e.g. 10s).
     #[arg(long, env = "PORTCULLIS_FETCH_TIMEOUT", default_value = "10", value_parser = parse_seconds)]
     fetch_timeout: Duration,
+    /// Who issues the webhook's serving certificate: the operator (CA and
+    /// certificate in --webhook-secret, caBundle patched, rotation), or
+    /// cert-manager (the operator leaves both alone).
+    #[arg(long, env = "PORTCULLIS_CERTIFICATES", default_value = "operator")]
+    certificates: CertificateIssuer,
+    /// Namespace of the webhook Service and its TLS Secret.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "portcullis")]
+    namespace: String,
+    /// The webhook's TLS Secret.
+    #[arg(
+        long,
+        env = "PORTCULLIS_WEBHOOK_SECRET",
+        default_value = "portcullis-webhook-tls"
+    )]
+    webhook_secret: String,
+    /// The webhook's Service (the certificate's DNS names).
+    #[arg(
+        long,
+        env = "PORTCULLIS_WEBHOOK_SERVICE",
+        default_value = "portcullis-webhook"
+    )]
+    webhook_service: String,
+    /// The ValidatingWebhookConfiguration whose caBundle is kept current.
+    #[arg(
+        long,
+        env = "PORTCULLIS_WEBHOOK_CONFIGURATION",
+        default_value = "portcullis-webhook"
+    )]
+    webhook_configuration: String,
+    /// Lifetime of a CA and serving certificate, in days.
+    #[arg(long, env = "PORTCULLIS_CERT_VALIDITY_DAYS", default_value_t = 90)]
+    cert_validity_days: u64,
+    /// Rotate when the serving certificate has fewer days left than this.
+    #[arg(long, env = "PORTCULLIS_CERT_RENEW_BEFORE_DAYS", default_value_t = 30)]
+    cert_renew_before_days: u64,
     /// Log filter (tracing EnvFilter syntax, e.g. `info,portcullis_operator=debug`).
     #[arg(long, env = "PORTCULLIS_LOG", default_value = "info")]
     log: String,
     /// Log format.
     #[arg(long, env = "PORTCULLIS_LOG_FORMAT", default_value = "json")]
     log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CertificateIssuer {
+    Operator,
+    CertManager,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -151,6 +193,21 @@ async fn run(config: Config) -> Result<(), String> {
         )),
         fetch_timeout: config.fetch_timeout,
     });
+    if config.certificates == CertificateIssuer::Operator {
+        let settings = CertSettings {
+            namespace: config.namespace.clone(),
+            secret: config.webhook_secret.clone(),
+            service: config.webhook_service.clone(),
+            webhook_configuration: config.webhook_configuration.clone(),
+            validity: Duration::from_secs(config.cert_validity_days * 86_400),
+            renew_before: Duration::from_secs(config.cert_renew_before_days * 86_400),
+        };
+        tokio::spawn(keep_certificates(
+            client.clone(),
+            settings,
+            ctx.metrics.clone(),
+        ));
+    }
     ready.store(true, Ordering::Release);
     tracing::info!("portcullis-operator running");
     Controller::new(
@@ -171,4 +228,29 @@ async fn run(config: Config) -> Result<(), String> {
     .await;
     tracing::info!("portcullis-operator stopped");
     Ok(())
+}
+
+/// Checks the webhook certificate every ten minutes (renewal windows are days
+/// long; a missed check costs nothing).
+async fn keep_certificates(client: kube::Client, settings: CertSettings, metrics: Arc<Metrics>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        let started = std::time::Instant::now();
+        match reconcile_certificates(
+            &client,
+            &settings,
+            &metrics,
+            time::OffsetDateTime::now_utc(),
+        )
+        .await
+        {
+            Ok(outcome) => tracing::info!(?outcome, "webhook certificate checked"),
+            Err(e) => {
+                metrics.failed("certificates", "error");
+                tracing::warn!(error = %e, "webhook certificate check failed");
+            }
+        }
+        metrics.reconciled("certificates", started.elapsed());
+    }
 }

@@ -16,6 +16,7 @@ pub struct Metrics {
     duration: HistogramVec,
     rules_applied: IntGaugeVec,
     last_sync: GaugeVec,
+    cert_expiry: prometheus::IntGauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -64,6 +65,11 @@ impl Metrics {
             ),
             &["source"],
         )?;
+        let cert_expiry = prometheus::IntGauge::new(
+            "portcullis_operator_certificate_expiry_seconds",
+            "Seconds until the webhook's serving certificate expires",
+        )?;
+        registry.register(Box::new(cert_expiry.clone()))?;
         registry.register(Box::new(reconciles.clone()))?;
         registry.register(Box::new(failures.clone()))?;
         registry.register(Box::new(duration.clone()))?;
@@ -76,6 +82,7 @@ impl Metrics {
             duration,
             rules_applied,
             last_sync,
+            cert_expiry,
         })
     }
 
@@ -100,6 +107,11 @@ impl Metrics {
         self.last_sync
             .with_label_values(&[source])
             .set(jiff::Timestamp::now().as_millisecond() as f64 / 1000.0);
+    }
+
+    /// Seconds until the serving certificate expires.
+    pub fn certificate_expiry(&self, seconds: i64) {
+        self.cert_expiry.set(seconds);
     }
 
     /// The text exposition format.

@@ -7,13 +7,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http::{Request, Response};
-use http_body_util::BodyExt;
-use kube::client::Body;
+mod support;
+
 use portcullis_crds::RuleSource;
 use portcullis_operator::metrics::Metrics;
 use portcullis_operator::rule_source::{Context, reconcile};
 use serde_json::{Value, json};
+use support::{Expect, expect, scripted};
 
 const SAPS: &str = "/apis/portcullis.dev/v1alpha1/securityartifactpolicies";
 const APPLY: &str = "?&force=true&fieldManager=portcullis-operator";
@@ -117,52 +117,12 @@ impl Portal {
     }
 }
 
-/// One expected request and the API server's answer.
-struct Expect {
-    method: &'static str,
-    uri: String,
-    status: u16,
-    reply: Value,
-}
-
-fn expect(method: &'static str, uri: impl Into<String>, status: u16, reply: Value) -> Expect {
-    Expect {
-        method,
-        uri: uri.into(),
-        status,
-        reply,
-    }
-}
-
 /// Runs `reconcile` against an API server that expects exactly `script`, and
 /// returns the request bodies in order.
 async fn scenario(source: RuleSource, script: Vec<Expect>) -> (Result<(), String>, Vec<Value>) {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let verifier = tokio::spawn(async move {
-        let mut bodies = Vec::new();
-        for (i, e) in script.into_iter().enumerate() {
-            let Some((req, send)) = handle.next_request().await else {
-                panic!("request {} ({} {}) never came", i + 1, e.method, e.uri);
-            };
-            assert_eq!(
-                (req.method().as_str(), req.uri().to_string()),
-                (e.method, e.uri.clone()),
-                "request {}",
-                i + 1
-            );
-            let bytes = req.into_body().collect().await.unwrap().to_bytes();
-            bodies.push(serde_json::from_slice(&bytes).unwrap_or(Value::Null));
-            let mut resp = Response::new(Body::from(serde_json::to_vec(&e.reply).unwrap()));
-            *resp.status_mut() = http::StatusCode::from_u16(e.status).unwrap();
-            send.send_response(resp);
-        }
-        if let Some((req, _)) = handle.next_request().await {
-            panic!("unexpected request {} {}", req.method(), req.uri());
-        }
-        bodies
-    });
+    let (client, verifier) = scripted(script);
     let ctx = Arc::new(Context {
-        client: kube::Client::new(service, "default"),
+        client,
         metrics: Arc::new(Metrics::new().unwrap()),
         recorder: None,
         fetch_timeout: Duration::from_secs(5),
