@@ -13,8 +13,11 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, CustomResourceExt};
-use portcullis_crds::{RuleSource, SecurityArtifactPolicy};
+use portcullis_crds::{RegistryAccess, RuleSource, SecurityArtifactPolicy};
 use portcullis_operator::certificates::{CertSettings, reconcile_certificates};
+use portcullis_operator::default_rule::ensure_default_rule;
+use portcullis_operator::identity::{self, IdentityContext, WebhookIdentity};
+use portcullis_operator::leadership::Leadership;
 use portcullis_operator::metrics::Metrics;
 use portcullis_operator::rule_source::{self, Context};
 
@@ -69,6 +72,38 @@ struct Config {
     /// Rotate when the serving certificate has fewer days left than this.
     #[arg(long, env = "PORTCULLIS_CERT_RENEW_BEFORE_DAYS", default_value_t = 30)]
     cert_renew_before_days: u64,
+    /// Create the default rule (audit High and Critical cluster-wide) when it
+    /// does not exist; it is created once and never overwritten.
+    #[arg(long, env = "PORTCULLIS_DEFAULT_RULE", default_value_t = true, action = clap::ArgAction::Set)]
+    default_rule: bool,
+    /// Elect a leader on a Lease so that several replicas can run; only the
+    /// leader writes. Disable only with a single replica.
+    #[arg(long, env = "PORTCULLIS_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Name of the Lease (in --namespace).
+    #[arg(
+        long,
+        env = "PORTCULLIS_LEASE_NAME",
+        default_value = "portcullis-operator"
+    )]
+    lease_name: String,
+    /// This replica's identity in the Lease.
+    #[arg(long, env = "POD_NAME", default_value = "portcullis-operator")]
+    identity: String,
+    /// The webhook's ServiceAccount (annotated for federated identity).
+    #[arg(
+        long,
+        env = "PORTCULLIS_WEBHOOK_SERVICE_ACCOUNT",
+        default_value = "portcullis-webhook"
+    )]
+    webhook_service_account: String,
+    /// The webhook's Deployment (labelled for Azure workload identity).
+    #[arg(
+        long,
+        env = "PORTCULLIS_WEBHOOK_DEPLOYMENT",
+        default_value = "portcullis-webhook"
+    )]
+    webhook_deployment: String,
     /// Log filter (tracing EnvFilter syntax, e.g. `info,portcullis_operator=debug`).
     #[arg(long, env = "PORTCULLIS_LOG", default_value = "info")]
     log: String,
@@ -181,6 +216,26 @@ async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", config.metrics_listen))?;
     tokio::spawn(async move { axum::serve(listener, health).await });
 
+    let leader = if config.leader_elect {
+        let leader = Leadership::follower();
+        leader
+            .follow_lease(
+                client.clone(),
+                &config.namespace,
+                &config.lease_name,
+                &config.identity,
+            )
+            .await
+            .map_err(|e| {
+                format!(
+                    "leader election on Lease {}/{}: {e}",
+                    config.namespace, config.lease_name
+                )
+            })?;
+        leader
+    } else {
+        Leadership::always()
+    };
     let ctx = Arc::new(Context {
         client: client.clone(),
         metrics,
@@ -192,6 +247,7 @@ async fn run(config: Config) -> Result<(), String> {
             },
         )),
         fetch_timeout: config.fetch_timeout,
+        leader: leader.clone(),
     });
     if config.certificates == CertificateIssuer::Operator {
         let settings = CertSettings {
@@ -206,8 +262,34 @@ async fn run(config: Config) -> Result<(), String> {
             client.clone(),
             settings,
             ctx.metrics.clone(),
+            leader.clone(),
         ));
     }
+    if config.default_rule {
+        tokio::spawn(keep_default_rule(client.clone(), leader.clone()));
+    }
+    let identity = Arc::new(IdentityContext {
+        client: client.clone(),
+        webhook: WebhookIdentity {
+            namespace: config.namespace.clone(),
+            service_account: config.webhook_service_account.clone(),
+            deployment: config.webhook_deployment.clone(),
+        },
+        metrics: ctx.metrics.clone(),
+        leader: leader.clone(),
+    });
+    let access_controller = Controller::new(
+        Api::<RegistryAccess>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .shutdown_on_signal()
+    .run(identity::reconcile, identity::error_policy, identity)
+    .for_each(|result| async move {
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "registryaccess reconcile");
+        }
+    });
+    tokio::spawn(access_controller);
     ready.store(true, Ordering::Release);
     tracing::info!("portcullis-operator running");
     Controller::new(
@@ -232,10 +314,18 @@ async fn run(config: Config) -> Result<(), String> {
 
 /// Checks the webhook certificate every ten minutes (renewal windows are days
 /// long; a missed check costs nothing).
-async fn keep_certificates(client: kube::Client, settings: CertSettings, metrics: Arc<Metrics>) {
+async fn keep_certificates(
+    client: kube::Client,
+    settings: CertSettings,
+    metrics: Arc<Metrics>,
+    leader: Leadership,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(600));
     loop {
         tick.tick().await;
+        if !leader.is_leader() {
+            continue;
+        }
         let started = std::time::Instant::now();
         match reconcile_certificates(
             &client,
@@ -252,5 +342,23 @@ async fn keep_certificates(client: kube::Client, settings: CertSettings, metrics
             }
         }
         metrics.reconciled("certificates", started.elapsed());
+    }
+}
+
+/// Makes sure the default rule exists once this replica leads.
+async fn keep_default_rule(client: kube::Client, leader: Leadership) {
+    let mut tick = tokio::time::interval(Duration::from_secs(15));
+    loop {
+        tick.tick().await;
+        if !leader.is_leader() {
+            continue;
+        }
+        match ensure_default_rule(&client).await {
+            Ok(outcome) => {
+                tracing::info!(?outcome, "default rule checked");
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "could not check the default rule; retrying"),
+        }
     }
 }

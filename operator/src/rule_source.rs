@@ -17,6 +17,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::document::{self, DocumentError, RuleDocument};
+use crate::leadership::Leadership;
 use crate::metrics::Metrics;
 use crate::portal::{self, FetchError, Fetched};
 
@@ -38,6 +39,8 @@ pub struct Context {
     pub recorder: Option<Recorder>,
     /// Time limit of one portal fetch.
     pub fetch_timeout: Duration,
+    /// Only the leader writes.
+    pub leader: Leadership,
 }
 
 /// Why a reconcile failed.
@@ -57,6 +60,9 @@ pub enum Error {
     /// The API server refused a request.
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    /// Leadership was lost in the middle of a sync.
+    #[error("leadership lost; another replica continues")]
+    NotLeader,
     /// `interval` does not parse.
     #[error("interval {0:?} is not a duration like 5m or 1h30m")]
     Interval(String),
@@ -71,6 +77,7 @@ impl Error {
             Self::Conflict(_) => "NameConflict",
             Self::Kube(_) => "APIError",
             Self::Interval(_) => "InvalidInterval",
+            Self::NotLeader => "NotLeader",
         }
     }
 }
@@ -109,7 +116,7 @@ pub fn parse_interval(text: &str) -> Option<Duration> {
     (number.is_empty() && total > 0).then(|| Duration::from_secs(total))
 }
 
-fn condition(
+pub(crate) fn condition(
     type_: &str,
     ok: bool,
     reason: &str,
@@ -151,12 +158,17 @@ fn is_synced(source: &RuleSource) -> bool {
 
 /// Syncs one RuleSource.
 pub async fn reconcile(source: Arc<RuleSource>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.leader.is_leader() {
+        // Followers read nothing and write nothing; they look again soon.
+        return Ok(Action::requeue(Duration::from_secs(15)));
+    }
     let started = Instant::now();
     let result = sync(&source, &ctx).await;
     ctx.metrics.reconciled(CONTROLLER, started.elapsed());
     let interval = parse_interval(&source.spec.interval).unwrap_or(Duration::from_secs(300));
     match result {
         Ok(()) => Ok(Action::requeue(interval)),
+        Err(Error::NotLeader) => Ok(Action::requeue(Duration::from_secs(15))),
         Err(e) => {
             ctx.metrics.failed(CONTROLLER, e.reason());
             // Record Degraded; the error itself goes to error_policy.
@@ -216,6 +228,7 @@ async fn sync(source: &RuleSource, ctx: &Context) -> Result<(), Error> {
             ],
         }
     });
+    ensure_leader(ctx)?;
     Api::<RuleSource>::all(ctx.client.clone())
         .patch_status(
             &name,
@@ -279,6 +292,7 @@ async fn apply(
             },
             "spec": rule.spec,
         });
+        ensure_leader(ctx)?;
         api.patch(
             policy,
             &PatchParams::apply(MANAGER).force(),
@@ -288,10 +302,19 @@ async fn apply(
     }
     for (policy, ours) in &existing {
         if *ours && !desired.iter().any(|(n, _)| n == policy) {
+            ensure_leader(ctx)?;
             api.delete(policy, &DeleteParams::default()).await?;
         }
     }
     Ok(desired.len())
+}
+
+fn ensure_leader(ctx: &Context) -> Result<(), Error> {
+    if ctx.leader.is_leader() {
+        Ok(())
+    } else {
+        Err(Error::NotLeader)
+    }
 }
 
 async fn set_degraded(
@@ -324,6 +347,9 @@ async fn set_degraded(
         "kind": "RuleSource",
         "status": {"observedGeneration": generation, "conditions": new},
     });
+    if !ctx.leader.is_leader() {
+        return Ok(());
+    }
     Api::<RuleSource>::all(ctx.client.clone())
         .patch_status(
             &source.name_any(),

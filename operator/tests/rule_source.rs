@@ -10,6 +10,7 @@ use std::time::Duration;
 mod support;
 
 use portcullis_crds::RuleSource;
+use portcullis_operator::leadership::Leadership;
 use portcullis_operator::metrics::Metrics;
 use portcullis_operator::rule_source::{Context, reconcile};
 use serde_json::{Value, json};
@@ -126,6 +127,7 @@ async fn scenario(source: RuleSource, script: Vec<Expect>) -> (Result<(), String
         metrics: Arc::new(Metrics::new().unwrap()),
         recorder: None,
         fetch_timeout: Duration::from_secs(5),
+        leader: Leadership::always(),
     });
     let result = reconcile(Arc::new(source), ctx.clone())
         .await
