@@ -13,8 +13,8 @@ bash e2e/install-tools.sh
 echo "== CRDs are generated from the Rust types (crdgen --check)"
 cargo run --quiet --locked -p portcullis-crds --bin crdgen -- --check
 
-echo "== CRDs validate against the Kubernetes 1.33 schema"
-python3 -m kubernetes_validate --strict -k 1.33 config/crd/*.yaml
+echo "== CRDs and RBAC manifests validate against the Kubernetes 1.33 schema"
+python3 -m kubernetes_validate --strict -k 1.33 config/crd/*.yaml deploy/*.yaml
 
 echo "== cargo test"
 cargo test --workspace --locked

@@ -168,6 +168,26 @@ mod tests {
     }
 
     #[test]
+    fn the_example_in_config_is_valid() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../config/rule-documents/portcullis-example.yaml"
+        );
+        let doc = parse(
+            &std::fs::read_to_string(path).unwrap(),
+            RuleFormat::Portcullis,
+        )
+        .unwrap();
+        assert_eq!(
+            doc.rules
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>(),
+            ["deny-critical-prod", "audit-high"]
+        );
+    }
+
+    #[test]
     fn refuses_whole_documents_for_one_bad_rule() {
         let bad = [
             (

@@ -1,6 +1,7 @@
 //! Portcullis operator: syncs RuleSources (portal documents) into
-//! SecurityArtifactPolicies. Certificates, federated identity and leader
-//! election join in later issues' work (see the README's status table).
+//! SecurityArtifactPolicies, keeps the webhook's certificate and caBundle,
+//! sets up federated registry identity, ensures the default rule, and elects
+//! a leader so that only one replica writes.
 
 pub mod certificates;
 pub mod default_rule;
@@ -10,3 +11,28 @@ pub mod leadership;
 pub mod metrics;
 pub mod portal;
 pub mod rule_source;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+/// Checks that the CRDs this operator needs are installed; the error says how
+/// to install them.
+pub async fn check_crds(client: &kube::Client) -> Result<(), String> {
+    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
+    for name in [
+        portcullis_crds::RuleSource::crd_name(),
+        portcullis_crds::SecurityArtifactPolicy::crd_name(),
+        portcullis_crds::RegistryAccess::crd_name(),
+    ] {
+        match crds.get_opt(name).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(format!(
+                    "CustomResourceDefinition {name} is not installed: run `kubectl apply -f config/crd/` first"
+                ));
+            }
+            Err(e) => return Err(format!("checking CustomResourceDefinition {name}: {e}")),
+        }
+    }
+    Ok(())
+}

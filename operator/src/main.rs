@@ -9,12 +9,12 @@ use std::time::Duration;
 use axum::routing::get;
 use clap::{Parser, ValueEnum};
 use futures::StreamExt;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{Controller, watcher};
-use kube::{Api, CustomResourceExt};
 use portcullis_crds::{RegistryAccess, RuleSource, SecurityArtifactPolicy};
 use portcullis_operator::certificates::{CertSettings, reconcile_certificates};
+use portcullis_operator::check_crds;
 use portcullis_operator::default_rule::ensure_default_rule;
 use portcullis_operator::identity::{self, IdentityContext, WebhookIdentity};
 use portcullis_operator::leadership::Leadership;
@@ -175,18 +175,7 @@ async fn run(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("connecting to the Kubernetes API: {e}"))?;
     // Fail early and clearly when the CRDs are missing.
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for name in [RuleSource::crd_name(), SecurityArtifactPolicy::crd_name()] {
-        match crds.get_opt(name).await {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                return Err(format!(
-                    "CustomResourceDefinition {name} is not installed; apply config/crd/ first (kubectl apply -f config/crd/)"
-                ));
-            }
-            Err(e) => return Err(format!("checking CustomResourceDefinition {name}: {e}")),
-        }
-    }
+    check_crds(&client).await?;
     let metrics = Arc::new(Metrics::new().map_err(|e| e.to_string())?);
     let ready = Arc::new(AtomicBool::new(false));
     let health = axum::Router::new()

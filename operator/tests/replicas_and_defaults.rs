@@ -178,3 +178,34 @@ async fn losing_the_lease_mid_sync_stops_writing_at_once() {
         "no write after the lease was lost"
     );
 }
+
+#[tokio::test]
+async fn missing_crds_stop_start_up_with_a_hint() {
+    let crd =
+        |name: &str| format!("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}");
+    let present = |name: &str| {
+        json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": name},
+        "spec": {"group": "portcullis.dev", "names": {"kind": "X", "plural": "x"}, "scope": "Cluster", "versions": []}})
+    };
+    let (client, verifier) = scripted(vec![
+        expect(
+            "GET",
+            crd("rulesources.portcullis.dev"),
+            200,
+            present("rulesources.portcullis.dev"),
+        ),
+        expect(
+            "GET",
+            crd("securityartifactpolicies.portcullis.dev"),
+            404,
+            not_found(),
+        ),
+    ]);
+    let err = portcullis_operator::check_crds(&client).await.unwrap_err();
+    drop(client);
+    verifier.await.unwrap();
+    assert_eq!(
+        err,
+        "CustomResourceDefinition securityartifactpolicies.portcullis.dev is not installed: run `kubectl apply -f config/crd/` first"
+    );
+}

@@ -442,3 +442,86 @@ async fn defender_documents_are_imported() {
             .starts_with("sha256:")
     );
 }
+
+#[tokio::test]
+async fn a_degraded_source_recovers_with_a_full_resync_and_events_record_it() {
+    let portal = portal().await;
+    portal.serve(200, TWO_RULES, Some("\"v1\""));
+    // Last time the portal failed; the revision applied before was v1.
+    let mut status = synced_status("\"v1\"");
+    status["conditions"][1]["status"] = "True".into();
+    status["conditions"][1]["reason"] = "HTTPError".into();
+    let (client, verifier) = scripted(vec![
+        expect("GET", SECRET, 200, token_secret()),
+        expect(
+            "GET",
+            format!("{SAPS}?"),
+            200,
+            policy_list(&[
+                ("portal-deny-critical-prod", Some("portal")),
+                ("portal-audit-high", Some("portal")),
+            ]),
+        ),
+        applied("portal-deny-critical-prod"),
+        applied("portal-audit-high"),
+        status_ok(),
+        expect(
+            "POST",
+            "/apis/events.k8s.io/v1/namespaces/default/events?",
+            201,
+            json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e", "namespace": "default"}, "eventTime": "2026-11-23T10:00:00.000000Z"}),
+        ),
+    ]);
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        metrics: Arc::new(Metrics::new().unwrap()),
+        recorder: Some(kube::runtime::events::Recorder::new(
+            client,
+            kube::runtime::events::Reporter {
+                controller: "portcullis-operator".into(),
+                instance: None,
+            },
+        )),
+        fetch_timeout: Duration::from_secs(5),
+        leader: Leadership::always(),
+    });
+    reconcile(Arc::new(rule_source(&portal, Some(status))), ctx.clone())
+        .await
+        .unwrap();
+    let metrics = ctx.metrics.render();
+    drop(ctx);
+    let bodies = verifier.await.unwrap();
+    // No If-None-Match while degraded: the whole document is applied again.
+    assert_eq!(portal.seen.lock().unwrap()[0].1, "");
+    let conditions = &bodies[4]["status"]["conditions"];
+    assert_eq!(
+        (
+            conditions[0]["type"].as_str(),
+            conditions[0]["status"].as_str()
+        ),
+        (Some("Synced"), Some("True"))
+    );
+    assert_eq!(
+        (
+            conditions[1]["type"].as_str(),
+            conditions[1]["status"].as_str()
+        ),
+        (Some("Degraded"), Some("False"))
+    );
+    let event = &bodies[5];
+    assert_eq!(event["reason"], "Synced");
+    assert_eq!(event["type"], "Normal");
+    assert_eq!(event["regarding"]["kind"], "RuleSource");
+    assert_eq!(event["regarding"]["name"], "portal");
+    assert_eq!(event["note"], "2 rules applied from revision 2026-11-20.1");
+    assert!(
+        metrics.contains("portcullis_operator_rules_applied{source=\"portal\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "portcullis_operator_last_successful_sync_timestamp_seconds{source=\"portal\"}"
+        )
+    );
+    assert!(metrics.contains("portcullis_operator_reconciles_total{controller=\"rulesource\"} 1"));
+}
