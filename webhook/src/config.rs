@@ -55,6 +55,11 @@ pub struct Config {
     #[arg(long, env = "PORTCULLIS_POLICY_DIR")]
     pub policy_dir: Option<PathBuf>,
 
+    /// How often --policy-dir and --registry-config are checked for changes
+    /// (a change that does not load is logged and the rules in force kept).
+    #[arg(long, env = "PORTCULLIS_POLICY_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub policy_reload_interval: Duration,
+
     /// Read RegistryAccess objects (and the Secrets and ServiceAccounts they use)
     /// from this file or directory instead of the Kubernetes API (with --policy-dir).
     #[arg(long, env = "PORTCULLIS_REGISTRY_CONFIG", requires = "policy_dir")]

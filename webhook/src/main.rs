@@ -10,10 +10,8 @@ use kube::runtime::events::{Recorder, Reporter};
 use portcullis_webhook::config::{Config, LogFormat};
 use portcullis_webhook::gate::Gate;
 use portcullis_webhook::metrics::Metrics;
-use portcullis_webhook::policies::{self, FileObjects, PolicyStore, Snapshot};
-use portcullis_webhook::registry::access::{
-    AccessConfig, AzureSettings, CredentialResolver, SecretStore,
-};
+use portcullis_webhook::policies::{self, FileObjects, PolicyStore};
+use portcullis_webhook::registry::access::{AzureSettings, CredentialResolver, SecretStore};
 use portcullis_webhook::registry::guard::DestinationGuard;
 use portcullis_webhook::registry::lookup::{ImageLookup, LookupSettings};
 use portcullis_webhook::registry::{ClientSettings, RegistryClient};
@@ -120,35 +118,30 @@ async fn run(config: Config) -> Result<(), String> {
     } else {
         None
     };
-    let file_policies = match &config.policy_dir {
-        Some(dir) => Some(FileObjects::load(dir).map_err(|e| e.to_string())?),
-        None => None,
-    };
     let file_access = match &config.registry_config {
         Some(path) => Some(FileObjects::load(path).map_err(|e| e.to_string())?),
         None => None,
     };
+    // Secrets named by --registry-config are read once, at start.
     let secret_store = match (&file_access, &kube_client) {
         (Some(f), _) => f.secret_store(),
         (None, Some(c)) => SecretStore::kube(c.clone(), Duration::from_secs(30)),
         (None, None) => SecretStore::empty(),
     };
-    match (&file_policies, &kube_client) {
-        (Some(files), _) => {
-            let set = policies::compile(&files.policies, true)?;
-            metrics.set_policies(set.rules().len());
-            tracing::info!(rules = set.rules().len(), dir = ?config.policy_dir, "policies loaded from files");
-            let access = AccessConfig::new(
-                file_access
-                    .as_ref()
-                    .map(|f| f.access.clone())
-                    .unwrap_or_default(),
-            );
-            store.replace(Snapshot {
-                policies: set,
-                access,
-            });
+    match (&config.policy_dir, &kube_client) {
+        (Some(dir), _) => {
+            let snapshot = policies::load_files(dir, config.registry_config.as_deref())?;
+            metrics.set_policies(snapshot.policies.rules().len());
+            tracing::info!(rules = snapshot.policies.rules().len(), dir = %dir.display(), "policies loaded from files");
+            store.replace(snapshot);
             store.set_ready();
+            tokio::spawn(policies::watch_files(
+                dir.clone(),
+                config.registry_config.clone(),
+                store.clone(),
+                metrics.clone(),
+                config.policy_reload_interval,
+            ));
         }
         (None, Some(c)) => {
             tokio::spawn(policies::run_reflectors(

@@ -190,6 +190,80 @@ impl FileObjects {
     }
 }
 
+/// Reads `--policy-dir` (and `--registry-config`) into a snapshot; any
+/// invalid rule is an error.
+pub fn load_files(policy_dir: &Path, registry_config: Option<&Path>) -> Result<Snapshot, String> {
+    let files = FileObjects::load(policy_dir).map_err(|e| e.to_string())?;
+    let access = match registry_config {
+        Some(path) => FileObjects::load(path).map_err(|e| e.to_string())?.access,
+        None => Vec::new(),
+    };
+    Ok(Snapshot {
+        policies: compile(&files.policies, true)?,
+        access: AccessConfig::new(access),
+    })
+}
+
+/// What identifies the current content of the files: paths, sizes, times.
+fn files_fingerprint(paths: &[&Path]) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    let mut out = Vec::new();
+    for path in paths {
+        let entries: Vec<PathBuf> = if path.is_dir() {
+            std::fs::read_dir(path)
+                .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+                .unwrap_or_default()
+        } else {
+            vec![path.to_path_buf()]
+        };
+        for e in entries {
+            // metadata() follows symlinks, as ConfigMap volumes swap them.
+            if let Ok(m) = std::fs::metadata(&e) {
+                out.push((e, m.len(), m.modified().ok()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Reloads the files when they change. A change that does not load (bad
+/// YAML, an invalid rule) is logged and the rules in force are kept.
+pub async fn watch_files(
+    policy_dir: PathBuf,
+    registry_config: Option<PathBuf>,
+    store: Arc<PolicyStore>,
+    metrics: Arc<Metrics>,
+    every: std::time::Duration,
+) {
+    let mut watched = vec![policy_dir.clone()];
+    watched.extend(registry_config.clone());
+    let refs: Vec<&Path> = watched.iter().map(PathBuf::as_path).collect();
+    let mut seen = files_fingerprint(&refs);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = files_fingerprint(&refs);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match load_files(&policy_dir, registry_config.as_deref()) {
+            Ok(snapshot) => {
+                metrics.set_policies(snapshot.policies.rules().len());
+                tracing::info!(
+                    rules = snapshot.policies.rules().len(),
+                    "policy files reloaded"
+                );
+                store.replace(snapshot);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "policy files changed but do not load; keeping the rules in force")
+            }
+        }
+    }
+}
+
 /// Compiles policies; with `strict`, the first invalid rule is an error, else
 /// invalid rules are logged and left out (the API server's CEL rules should
 /// have refused them already).

@@ -299,3 +299,66 @@ async fn real_admission_payloads_and_bad_requests() {
     let message = denial(&r);
     assert!(message.contains("(reason InvalidReference)"), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_files_are_reloaded_and_a_broken_edit_keeps_the_rules_in_force() {
+    let dist = Registry::distribution(None);
+    let d = &dist.addr;
+    dist.push_image("shop/payments:4.2", &[], None);
+    dist.attach(
+        "shop/payments:4.2",
+        &fixture("trivy-json/trivy-debian-buster.json.golden"),
+        RECENT,
+        None,
+    );
+    let audit = "apiVersion: portcullis.dev/v1alpha1\nkind: SecurityArtifactPolicy\nmetadata: {name: critical}\nspec:\n  action: Audit\n  conditions: {maxAllowedSeverities: {critical: 0}}\n";
+    let wh = Webhook::start(
+        audit,
+        None,
+        &[
+            "--allow-destination=127.0.0.1/32",
+            &format!("--insecure-registry={d}"),
+            "--policy-reload-interval=100ms",
+        ],
+    );
+    let dep = kubectl(
+        &[
+            "deployment",
+            "pay",
+            &format!("--image={d}/shop/payments:4.2"),
+        ],
+        "shop",
+    );
+    let r = wh.review("CREATE", &dep, None).await;
+    assert_eq!(r["allowed"], true, "{r}");
+
+    let rules = wh.dir.path().join("policies/rules.yaml");
+    std::fs::write(&rules, audit.replace("action: Audit", "action: Deny")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = wh.review("CREATE", &dep, None).await;
+        if r["allowed"] == false {
+            assert!(denial(&r).ends_with("(rule critical)"), "{r}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the edited policy was not picked up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // A broken edit: logged, and the Deny rule stays in force.
+    std::fs::write(&rules, "apiVersion: portcullis.dev/v1alpha1\nkind: SecurityArtifactPolicy\nmetadata: {name: critical}\nspec: {action: Deny, conditions: {}}\n").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !wh.log().contains("policy files changed but do not load") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the broken edit was not noticed: {}",
+            wh.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let r = wh.review("CREATE", &dep, None).await;
+    assert!(denial(&r).ends_with("(rule critical)"), "{r}");
+}
