@@ -4,8 +4,6 @@
 # No cluster needed. Installs what it needs; stops everything it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PORTCULLIS_FIXTURES="${PORTCULLIS_FIXTURES:-$(cd .. && pwd)/shared/fixtures}"
-[ -d "$PORTCULLIS_FIXTURES" ] || { echo "demo.sh: fixtures not found at $PORTCULLIS_FIXTURES (set PORTCULLIS_FIXTURES)" >&2; exit 1; }
 bash e2e/install-tools.sh --demo
 echo "== building portcullis (first run: a few minutes)"
 cargo build --quiet --locked -p portcullis-webhook --bins --example demo

@@ -5,8 +5,6 @@
 # stopped by the tests themselves). Installs what it needs (e2e/install-tools.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PORTCULLIS_FIXTURES="${PORTCULLIS_FIXTURES:-$(cd .. && pwd)/shared/fixtures}"
-[ -d "$PORTCULLIS_FIXTURES" ] || { echo "test.sh: fixtures not found at $PORTCULLIS_FIXTURES (set PORTCULLIS_FIXTURES)" >&2; exit 1; }
 
 bash e2e/install-tools.sh
 

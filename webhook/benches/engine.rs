@@ -152,7 +152,7 @@ fn engine(c: &mut Criterion) {
 
 fn normalisation(c: &mut Criterion) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/trivy-json/trivy-centos-7-2021.json.golden");
+        .join("../testdata/trivy-json/trivy-centos-7-2021.json.golden");
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert_eq!(
         parse_report(&bytes, FormatHint::default())

@@ -30,7 +30,7 @@ async fn main() {
     let port = r.rsplit(':').next().unwrap().to_owned();
     let recent = jiff::Timestamp::now().to_string();
 
-    println!("== pushing sample images with skopeo and attaching findings from ../shared/fixtures");
+    println!("== pushing sample images with skopeo and attaching findings from testdata/");
     let push = |image: &str, platforms: &[&str]| registry.push_image(image, platforms, None);
     let attach_as = |image: &str, shown: &str, report: &str, created: &str| {
         registry.attach(image, &fixture(report), created, None);

@@ -1,5 +1,5 @@
 //! Which containers are gated, read from real AdmissionReview payloads
-//! (`../shared/fixtures/admission-review`, see SOURCES.md).
+//! (`testdata/admission-review`, see SOURCES.md).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;

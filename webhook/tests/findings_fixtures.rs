@@ -1,4 +1,4 @@
-//! Every fixture of `../shared/fixtures/SOURCES.md` parses with the counts listed
+//! Every fixture of `testdata/SOURCES.md` parses with the counts listed
 //! there, mapped into Portcullis levels (DESIGN §3.3); malformed and hostile input
 //! gives typed errors.
 

@@ -5,12 +5,9 @@
 
 use std::path::PathBuf;
 
-/// `../shared/fixtures` beside the repository (override with `PORTCULLIS_FIXTURES`).
+/// The repository's `testdata/` (see its SOURCES.md).
 pub fn fixtures_dir() -> PathBuf {
-    std::env::var_os("PORTCULLIS_FIXTURES").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"),
-        PathBuf::from,
-    )
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata")
 }
 
 /// The bytes of a fixture file, e.g. `fixture("trivy-json/trivy-pom.json.golden")`.

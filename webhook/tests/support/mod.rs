@@ -19,9 +19,7 @@ pub fn repo_root() -> PathBuf {
 }
 
 pub fn fixture(path: &str) -> PathBuf {
-    let dir = std::env::var_os("PORTCULLIS_FIXTURES")
-        .map_or_else(|| repo_root().join("../shared/fixtures"), PathBuf::from);
-    dir.join(path)
+    repo_root().join("testdata").join(path)
 }
 
 /// A binary of this package: Cargo tells tests where; examples (the demo)
