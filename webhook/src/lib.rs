@@ -1,15 +1,13 @@
-//! Portcullis webhook: image references, findings normalisation, the pure
-//! gating engine, and the admission server around them.
+//! Portcullis webhook: the admission server, registry client and caches
+//! around the pure parts of `portcullis-core` (re-exported here).
+
+pub use portcullis_core::{engine, findings, reference, severity};
 
 pub mod admission;
 pub mod cache;
 pub mod config;
-pub mod engine;
-pub mod findings;
 pub mod gate;
 pub mod metrics;
 pub mod policies;
-pub mod reference;
 pub mod registry;
 pub mod server;
-pub mod severity;

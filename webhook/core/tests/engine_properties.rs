@@ -13,15 +13,15 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use jiff::civil::date;
+use portcullis_core::engine::{
+    Decision, Evidence, FailureActions, FailureClass, GateFinding, PolicySet, ScanSummary, Subject,
+};
+use portcullis_core::reference::ImageRef;
+use portcullis_core::severity::Severity;
 use portcullis_crds::policy::{
     Exemption, ExemptionType, FindingsRequirements, IgnoredCve, MatchOperator, MatcherType,
     PolicyAction, RuleConditions, ScopeMatcher, SecurityArtifactPolicySpec, SeverityLimits,
 };
-use portcullis_webhook::engine::{
-    Decision, Evidence, FailureActions, FailureClass, GateFinding, PolicySet, ScanSummary, Subject,
-};
-use portcullis_webhook::reference::ImageRef;
-use portcullis_webhook::severity::Severity;
 use proptest::prelude::*;
 
 const IDS: [&str; 6] = ["CVE-1", "CVE-2", "CVE-3", "CVE-4", "CVE-5", "CVE-6"];

@@ -14,11 +14,11 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::fixture;
-use portcullis_webhook::findings::vex::{VexStatus, parse_openvex};
-use portcullis_webhook::findings::{
+use portcullis_core::findings::vex::{VexStatus, parse_openvex};
+use portcullis_core::findings::{
     FindingsError, FormatHint, Limits, Report, ReportFormat, parse_report, parse_report_with,
 };
-use portcullis_webhook::severity::Severity::{self, *};
+use portcullis_core::severity::Severity::{self, *};
 
 fn parse(path: &str) -> Report {
     parse_report(&fixture(path), FormatHint::default()).unwrap_or_else(|e| panic!("{path}: {e}"))

@@ -16,16 +16,16 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use jiff::Timestamp;
+use portcullis_core::engine::{
+    Evidence, FailureActions, GateFinding, PolicySet, ScanSummary, Subject,
+};
+use portcullis_core::findings::{FormatHint, parse_report};
+use portcullis_core::reference::ImageRef;
+use portcullis_core::severity::Severity;
 use portcullis_crds::policy::{
     Exemption, ExemptionType, FindingsRequirements, IgnoredCve, MatchOperator, MatcherType,
     PolicyAction, RuleConditions, ScopeMatcher, SecurityArtifactPolicySpec, SeverityLimits,
 };
-use portcullis_webhook::engine::{
-    Evidence, FailureActions, GateFinding, PolicySet, ScanSummary, Subject,
-};
-use portcullis_webhook::findings::{FormatHint, parse_report};
-use portcullis_webhook::reference::ImageRef;
-use portcullis_webhook::severity::Severity;
 
 /// 50 realistic rules: scoped by namespace, with limits, forbidden and ignored
 /// CVEs and exemptions; about half apply to the benchmarked container.
@@ -152,7 +152,7 @@ fn engine(c: &mut Criterion) {
 
 fn normalisation(c: &mut Criterion) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata/trivy-json/trivy-centos-7-2021.json.golden");
+        .join("../../testdata/trivy-json/trivy-centos-7-2021.json.golden");
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert_eq!(
         parse_report(&bytes, FormatHint::default())

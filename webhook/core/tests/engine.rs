@@ -11,13 +11,13 @@
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
-use portcullis_crds::SecurityArtifactPolicySpec;
-use portcullis_webhook::engine::{
+use portcullis_core::engine::{
     Action, ContainerDecision, Decision, Evidence, FailureActions, FailureClass, GateFinding,
     PolicySet, ReasonCode, ScanSummary, Subject, aggregate, limits,
 };
-use portcullis_webhook::reference::ImageRef;
-use portcullis_webhook::severity::Severity::{self, *};
+use portcullis_core::reference::ImageRef;
+use portcullis_core::severity::Severity::{self, *};
+use portcullis_crds::SecurityArtifactPolicySpec;
 
 const NOW: &str = "2026-11-23T12:00:00Z";
 
