@@ -36,22 +36,35 @@ pub struct SwrCache<V: Clone + Send + Sync + 'static> {
     metrics: Arc<Metrics>,
 }
 
+/// Bytes an entry is weighed at: its own plus moka's per-entry overhead.
+pub fn weight(bytes: usize) -> u32 {
+    u32::try_from(bytes.saturating_add(ENTRY_OVERHEAD)).unwrap_or(u32::MAX)
+}
+
+/// What moka and the key's allocation cost per entry beyond the value
+/// (measured order of magnitude; errs high so the bound holds).
+pub const ENTRY_OVERHEAD: usize = 160;
+
 impl<V: Clone + Send + Sync + 'static> SwrCache<V> {
-    /// `capacity` entries, each kept at most `max_stale` after it was fetched.
+    /// At most `max_bytes` (as weighed by `bytes_of`), each entry kept at most
+    /// `max_stale` after it was fetched.
     pub fn new(
         name: &'static str,
-        capacity: u64,
+        max_bytes: u64,
         max_stale: Duration,
+        bytes_of: fn(&V) -> usize,
         metrics: Arc<Metrics>,
     ) -> Self {
         SwrCache {
             name,
             inner: Cache::builder()
-                .max_capacity(capacity)
+                .weigher(move |k: &String, v: &Stamped<V>| weight(k.len() + bytes_of(&v.value)))
+                .max_capacity(max_bytes)
                 .time_to_live(max_stale)
                 .build(),
             refreshing: Cache::builder()
-                .max_capacity(capacity)
+                .weigher(|k: &String, _: &()| weight(k.len()))
+                .max_capacity((max_bytes / 8).max(64 * 1024))
                 .time_to_live(Duration::from_secs(60))
                 .build(),
             metrics,

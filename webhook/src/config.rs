@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::engine::{Action, FailureActions, FailureClass};
+use crate::policies::InvalidRulePolicy;
 use crate::registry::guard::AllowedDestination;
 
 /// Portcullis admission webhook: admits, audits or denies Pods and workloads by
@@ -96,8 +97,106 @@ pub struct Config {
     pub registry_timeout: Duration,
 
     /// Largest AdmissionReview accepted (bytes); larger ones get 413.
-    #[arg(long, env = "PORTCULLIS_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
-    pub max_body_bytes: usize,
+    #[arg(long, env = "PORTCULLIS_MAX_BODY_BYTES", default_value = "4Mi", value_parser = parse_bytes)]
+    pub max_body_bytes: u64,
+
+    /// Open HTTPS connections at most; further ones are closed at once (the
+    /// health port has its own pool, so probes keep answering).
+    #[arg(long, env = "PORTCULLIS_MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: usize,
+
+    /// Reviews judged at once; further ones get 503 (the API server's
+    /// failurePolicy then decides).
+    #[arg(long, env = "PORTCULLIS_MAX_INFLIGHT_REVIEWS", default_value_t = 256)]
+    pub max_inflight_reviews: usize,
+
+    /// Time to receive a request's head (slowloris).
+    #[arg(long, env = "PORTCULLIS_HEADER_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Time to receive a request's body.
+    #[arg(long, env = "PORTCULLIS_BODY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
+    /// A connection on which nothing moves for this long is closed.
+    #[arg(long, env = "PORTCULLIS_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Require API-server client certificates signed by this CA (PEM). The
+    /// API server presents one when its admission configuration names it.
+    #[arg(long, env = "PORTCULLIS_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+
+    /// On SIGTERM, keep serving this long (readiness already false) before
+    /// closing listeners, so no rollout leaves the API server without a
+    /// ready endpoint.
+    #[arg(long, env = "PORTCULLIS_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+
+    /// Audit-first rollout: every Deny acts as Audit, and the warning says
+    /// what would have been denied.
+    #[arg(long, env = "PORTCULLIS_AUDIT_ONLY")]
+    pub audit_only: bool,
+
+    /// Distinct images judged per review; more is LimitExceeded.
+    #[arg(long, env = "PORTCULLIS_MAX_IMAGES_PER_REVIEW", default_value_t = 64)]
+    pub max_images_per_review: usize,
+
+    /// Containers and image volumes judged per review; more is LimitExceeded.
+    #[arg(
+        long,
+        env = "PORTCULLIS_MAX_CONTAINERS_PER_REVIEW",
+        default_value_t = 256
+    )]
+    pub max_containers_per_review: usize,
+
+    /// Platforms judged per image index; more is LimitExceeded.
+    #[arg(long, env = "PORTCULLIS_MAX_PLATFORMS_PER_INDEX", default_value_t = 32)]
+    pub max_platforms_per_index: usize,
+
+    /// Registry lookups running at once in the background (they outlive the
+    /// review that started them); beyond it images are answered as
+    /// RegistryUnavailable at once.
+    #[arg(
+        long,
+        env = "PORTCULLIS_MAX_BACKGROUND_LOOKUPS",
+        default_value_t = 4096
+    )]
+    pub max_background_lookups: usize,
+
+    /// Registry requests in flight at once, all registries together.
+    #[arg(long, env = "PORTCULLIS_REGISTRY_MAX_IN_FLIGHT", default_value_t = 256)]
+    pub registry_max_in_flight: usize,
+
+    /// Registry requests in flight at once to one registry.
+    #[arg(
+        long,
+        env = "PORTCULLIS_REGISTRY_MAX_IN_FLIGHT_PER_REGISTRY",
+        default_value_t = 32
+    )]
+    pub registry_max_in_flight_per_registry: usize,
+
+    /// DNS servers (IP:PORT) for registry names; repeatable. Default: the
+    /// system's (/etc/resolv.conf). Resolution is asynchronous and bounded.
+    #[arg(long, env = "PORTCULLIS_DNS_SERVER", value_delimiter = ',')]
+    pub dns_server: Vec<SocketAddr>,
+
+    /// Time limit of one DNS lookup.
+    #[arg(long, env = "PORTCULLIS_DNS_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub dns_timeout: Duration,
+
+    /// Requesting users (userInfo.username) whose ownerReferences count for
+    /// Workload matchers and exemptions; repeatable. Default: the
+    /// kube-controller-manager and its workload controllers' ServiceAccounts.
+    #[arg(long, env = "PORTCULLIS_CONTROLLER_IDENTITY", value_delimiter = ',')]
+    pub controller_identity: Vec<String>,
+
+    /// What an invalid SecurityArtifactPolicy from the API does until it is
+    /// fixed: `deny` (an invalid Deny rule denies its whole scope, an invalid
+    /// Audit rule audits it), `audit` (both audit), or `ignore` (left out:
+    /// fails open).
+    #[arg(long, env = "PORTCULLIS_INVALID_RULE", default_value = "deny")]
+    pub invalid_rule: InvalidRuleArg,
 
     /// How long tag → digest and referrer lists are fresh.
     #[arg(long, env = "PORTCULLIS_CACHE_FRESH", default_value = "60s", value_parser = parse_duration)]
@@ -111,13 +210,11 @@ pub struct Config {
     #[arg(long, env = "PORTCULLIS_NO_FINDINGS_TTL", default_value = "10s", value_parser = parse_duration)]
     pub no_findings_ttl: Duration,
 
-    /// Findings kept in the cache (all images together).
-    #[arg(
-        long,
-        env = "PORTCULLIS_CACHE_MAX_FINDINGS",
-        default_value_t = 8_000_000
-    )]
-    pub cache_max_findings: u64,
+    /// Memory for all caches together (tags, referrers, manifests, findings,
+    /// tokens), e.g. `128Mi`. The default plus the process at rest fits the
+    /// 256 MiB memory limit of the shipped manifests.
+    #[arg(long, env = "PORTCULLIS_CACHE_MAX_BYTES", default_value = "128Mi", value_parser = parse_bytes)]
+    pub cache_max_bytes: u64,
 
     /// Action when no findings are attached (rules with blockUnscannedImages act too).
     #[arg(long, env = "PORTCULLIS_ON_NO_FINDINGS", default_value = "allow")]
@@ -162,6 +259,10 @@ pub struct Config {
         default_value = "deny"
     )]
     pub on_blocked_destination: FailureAction,
+    /// Action when a request has more images, platforms or artifacts than
+    /// the limits above allow.
+    #[arg(long, env = "PORTCULLIS_ON_LIMIT_EXCEEDED", default_value = "deny")]
+    pub on_limit_exceeded: FailureAction,
 
     /// Entra ID authority for Azure workload identity.
     #[arg(
@@ -206,6 +307,27 @@ impl From<FailureAction> for Action {
     }
 }
 
+/// `--invalid-rule`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InvalidRuleArg {
+    /// Fail closed: an invalid Deny rule denies its scope.
+    Deny,
+    /// Audit the scope of any invalid rule.
+    Audit,
+    /// Leave invalid rules out (fails open).
+    Ignore,
+}
+
+impl From<InvalidRuleArg> for InvalidRulePolicy {
+    fn from(a: InvalidRuleArg) -> Self {
+        match a {
+            InvalidRuleArg::Deny => InvalidRulePolicy::Deny,
+            InvalidRuleArg::Audit => InvalidRulePolicy::Audit,
+            InvalidRuleArg::Ignore => InvalidRulePolicy::Ignore,
+        }
+    }
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -235,11 +357,38 @@ impl Config {
                 FailureClass::BlockedDestination,
                 self.on_blocked_destination,
             ),
+            (FailureClass::LimitExceeded, self.on_limit_exceeded),
         ] {
             f.set(class, action.into());
         }
         f
     }
+}
+
+/// Parses a byte size: `134217728`, `128Mi`, `1Gi`, `500M`, `64k`.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 134217728, 128Mi or 1Gi"))?;
+    let factor: u64 = match unit {
+        "" => 1,
+        "k" | "K" => 1_000,
+        "Ki" => 1 << 10,
+        "M" => 1_000_000,
+        "Mi" => 1 << 20,
+        "G" => 1_000_000_000,
+        "Gi" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?} (use Ki, Mi, Gi, k, M or G)"
+            ));
+        }
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// Parses `500ms`, `3s`, `10m`, `1h` (jiff's friendly duration format).
@@ -276,5 +425,10 @@ mod tests {
         assert_eq!(f.get(FailureClass::NoFindings), Action::Allow);
         assert_eq!(c.allow_destination.len(), 2);
         assert!(Config::try_parse_from(["portcullis-webhook", "--deadline=fast"]).is_err());
+        assert_eq!(f.get(FailureClass::LimitExceeded), Action::Deny);
+        assert_eq!(parse_bytes("128Mi"), Ok(128 << 20));
+        assert_eq!(parse_bytes("1000"), Ok(1000));
+        assert!(parse_bytes("12 parsecs").is_err());
+        assert!(parse_bytes("99999999999Gi").is_err());
     }
 }

@@ -1,7 +1,7 @@
-//! One admission request, end to end: which containers, their images'
-//! findings (looked up concurrently, bounded by the deadline), the engine's
-//! decision per image and platform, the answer, and the monitoring trail
-//! (log line, metrics, Event).
+//! One admission request, end to end: which images, their findings (looked
+//! up concurrently, bounded in number and by the deadline), the engine's
+//! decision per image, the answer, and the monitoring trail (log line,
+//! metrics, Event).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,21 +9,47 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use kube::runtime::events::{Event, EventType, Recorder};
+use tokio::sync::{Semaphore, mpsc};
 
-use crate::admission::{Workload, workload_of};
+use crate::admission::{GatedContainer, OwnerTrust, Review, Workload};
 use crate::engine::{
-    Action, AdmissionDecision, ContainerDecision, Decision, Evidence, FailureActions, FailureClass,
-    Subject, aggregate,
+    Action, AdmissionDecision, AnswerOptions, ContainerDecision, Decision, Evidence,
+    FailureActions, FailureClass, Subject, TargetEvidence, aggregate_with,
 };
 use crate::metrics::Metrics;
+use crate::owners::OwnerVerifier;
 use crate::policies::{PolicyStore, Snapshot};
-use crate::reference::ImageRef;
+use crate::reference::{ImageRef, RegistryHost, shown};
 use crate::registry::Target;
 use crate::registry::access::{CredentialResolver, PodIdentity};
 use crate::registry::lookup::{ImageEvidence, ImageLookup, TargetFindings};
+
+/// Bounds on what one review may ask the webhook to do.
+#[derive(Debug, Clone, Copy)]
+pub struct ReviewLimits {
+    /// Distinct images judged per review; more is `LimitExceeded`.
+    pub max_images: usize,
+    /// Containers (and image volumes) judged per review; more is `LimitExceeded`.
+    pub max_containers: usize,
+    /// Registry lookups running in the background at once (they outlive
+    /// the review that started them, to fill the cache); beyond it an image
+    /// is answered as registry trouble at once.
+    pub max_background_lookups: usize,
+    /// How long a background lookup may run at most.
+    pub lookup_budget: Duration,
+}
+
+impl Default for ReviewLimits {
+    fn default() -> Self {
+        ReviewLimits {
+            max_images: 64,
+            max_containers: 256,
+            max_background_lookups: 4096,
+            lookup_budget: Duration::from_secs(30),
+        }
+    }
+}
 
 /// Everything an admission needs; shared by all requests.
 pub struct Gate {
@@ -37,26 +63,28 @@ pub struct Gate {
     pub failures: FailureActions,
     /// Answer budget.
     pub deadline: Duration,
+    /// Bounds per review.
+    pub limits: ReviewLimits,
+    /// Who may vouch for `ownerReferences`.
+    pub owner_trust: OwnerTrust,
+    /// In a cluster: owners are checked against the API.
+    pub owners: Option<OwnerVerifier>,
+    /// How answers are shaped (audit-only rollout).
+    pub answer: AnswerOptions,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Event recorder, in a cluster.
-    pub recorder: Option<Recorder>,
-    /// Parsed image references: parsing runs the distribution grammar's
-    /// regular expression, the costliest step of a warm admission.
-    pub references: moka::sync::Cache<String, Result<ImageRef, String>>,
-}
-
-/// A cache of parsed references of the usual size.
-pub fn reference_cache() -> moka::sync::Cache<String, Result<ImageRef, String>> {
-    moka::sync::Cache::new(50_000)
+    /// Gating Events, in a cluster.
+    pub events: Option<EventSink>,
+    /// Background lookup slots (see [`ReviewLimits::max_background_lookups`]).
+    pub background: Arc<Semaphore>,
 }
 
 /// The decision for one container, with what the trail needs.
 #[derive(Debug, Clone)]
 pub struct ContainerOutcome {
-    /// Container name.
+    /// Container name (`volume:<name>` for image volumes, `*` for a whole-object decision).
     pub container: String,
-    /// Image as written.
+    /// Image as shown (capped; with the deciding platform for an index).
     pub image: String,
     /// Digest judged (the platform's, for an index).
     pub digest: Option<String>,
@@ -75,11 +103,50 @@ pub struct Outcome {
     pub workload: Option<Workload>,
 }
 
+/// Well-known public registries, labelled by name in metrics.
+const KNOWN_REGISTRIES: &[&str] = &[
+    "docker.io",
+    "ghcr.io",
+    "quay.io",
+    "gcr.io",
+    "registry.k8s.io",
+    "mcr.microsoft.com",
+    "public.ecr.aws",
+    "cgr.dev",
+    "nvcr.io",
+];
+
 impl Gate {
-    /// Answers an AdmissionRequest.
-    pub async fn review(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+    /// A gate with the default bounds and failure actions, no Events and no
+    /// owner verification; callers change what they need.
+    pub fn new(
+        store: Arc<PolicyStore>,
+        lookup: ImageLookup,
+        credentials: CredentialResolver,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let limits = ReviewLimits::default();
+        Gate {
+            store,
+            lookup,
+            credentials,
+            failures: FailureActions::default(),
+            deadline: Duration::from_secs(3),
+            limits,
+            owner_trust: OwnerTrust::default(),
+            owners: None,
+            answer: AnswerOptions::default(),
+            metrics,
+            events: None,
+            background: Arc::new(Semaphore::new(limits.max_background_lookups)),
+        }
+    }
+
+    /// Answers a review.
+    pub async fn review(&self, review: &Review) -> AdmissionDecision {
         let started = Instant::now();
-        let outcome = match workload_of(req) {
+        let req = &review.request;
+        let outcome = match req.workload(&self.owner_trust) {
             Ok(Some(workload)) => self.judge(workload, started).await,
             Ok(None) => Outcome {
                 decision: allowed(),
@@ -97,46 +164,45 @@ impl Gate {
                 workload: None,
             },
         };
-        let operation = match req.operation {
-            Operation::Create => "CREATE",
-            Operation::Update => "UPDATE",
-            Operation::Delete => "DELETE",
-            Operation::Connect => "CONNECT",
-        };
         self.metrics.admission(
             &req.kind.kind,
-            operation,
+            req.operation.as_str(),
             outcome.decision.action.as_str(),
             started.elapsed(),
         );
-        self.trail(req, &outcome);
-        let mut resp = AdmissionResponse::from(req);
-        let d = outcome.decision;
-        if !d.allowed {
-            resp = resp.deny(d.message.unwrap_or_else(|| "portcullis: denied".into()));
-            resp.result.code = 403;
-            resp.result.reason = "Forbidden".into();
-        }
-        if !d.warnings.is_empty() {
-            resp.warnings = Some(d.warnings);
-        }
-        resp
+        self.trail(review, &outcome);
+        outcome.decision
     }
 
-    /// Judges the containers of `workload`, answering by the deadline.
-    pub async fn judge(&self, workload: Workload, started: Instant) -> Outcome {
+    /// Judges the images of `workload`, answering by the deadline.
+    pub async fn judge(&self, mut workload: Workload, started: Instant) -> Outcome {
+        let deadline = tokio::time::Instant::from_std(started + self.deadline);
+        self.verify_owner(&mut workload, deadline).await;
         let snapshot = self.store.snapshot();
         let now = Timestamp::now();
-        // One lookup per distinct image that any rule cares about.
-        let mut parsed: HashMap<&str, Result<ImageRef, String>> = HashMap::new();
-        for c in &workload.containers {
-            parsed.entry(c.image.as_str()).or_insert_with(|| {
-                self.references.get_with_by_ref(&c.image, || {
-                    ImageRef::parse(&c.image).map_err(|e| e.to_string())
-                })
-            });
+
+        let mut distinct: Vec<&str> = workload
+            .containers
+            .iter()
+            .map(|c| c.image.as_str())
+            .collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() > self.limits.max_images
+            || workload.containers.len() > self.limits.max_containers
+        {
+            let n = distinct.len();
+            drop(distinct);
+            return self.too_many(&snapshot, workload, n, now);
         }
-        let mut pending = Vec::new();
+
+        // One parse and (when a rule cares) one lookup per distinct image.
+        let mut parsed: HashMap<&str, Result<ImageRef, String>> = HashMap::new();
+        for image in &distinct {
+            parsed.insert(image, ImageRef::parse(image).map_err(|e| e.to_string()));
+        }
+        let mut evidence: HashMap<&str, ImageEvidence> = HashMap::new();
+        let mut waiting = Vec::new();
         for (image, r) in &parsed {
             let Ok(image_ref) = r else { continue };
             let wanted = workload
@@ -146,44 +212,58 @@ impl Gate {
                 .any(|c| {
                     snapshot
                         .policies
-                        .any_applies(&subject(&workload, &c.name, image_ref, None), now)
+                        .any_applies(&subject(&workload, &c.name, Some(image_ref), None), now)
                 });
-            if wanted {
-                pending.push((
-                    (*image).to_owned(),
-                    self.lookup_image(&snapshot, &workload, image_ref.clone()),
-                ));
+            if !wanted {
+                continue;
             }
-        }
-        // Cached answers complete on the first poll; only lookups that must
-        // wait on a registry become tasks (and keep filling the cache if the
-        // deadline passes).
-        let mut evidence: HashMap<String, ImageEvidence> = HashMap::new();
-        let mut waiting = Vec::new();
-        for (image, mut lookup) in pending {
+            let mut lookup = self.lookup_image(&snapshot, &workload, image_ref.clone());
+            // Cached answers complete on the first poll; only lookups that
+            // must wait on a registry become tasks (and keep filling the
+            // cache if the deadline passes), within a bounded number.
             match futures::FutureExt::now_or_never(&mut lookup) {
                 Some(ev) => {
                     evidence.insert(image, ev);
                 }
-                None => waiting.push((image, tokio::spawn(lookup))),
+                None => match self.background.clone().try_acquire_owned() {
+                    Ok(slot) => {
+                        let budget = self.limits.lookup_budget;
+                        waiting.push((
+                            *image,
+                            tokio::spawn(async move {
+                                let _slot = slot;
+                                tokio::time::timeout(budget, lookup).await.ok()
+                            }),
+                        ));
+                    }
+                    Err(_) => {
+                        self.metrics.shed("background_lookups");
+                        evidence.insert(
+                            image,
+                            ImageEvidence::failed(
+                                FailureClass::RegistryUnavailable,
+                                "the webhook has too many registry lookups in flight",
+                            ),
+                        );
+                    }
+                },
             }
         }
         // The tasks run concurrently; awaiting them in turn against one
         // absolute deadline waits no longer than the slowest.
-        let deadline = tokio::time::Instant::from_std(started + self.deadline);
         for (image, handle) in waiting {
             let ev = match tokio::time::timeout_at(deadline, handle).await {
-                Ok(Ok(ev)) => ev,
-                Ok(Err(e)) => ImageEvidence::failed(
-                    FailureClass::RegistryUnavailable,
-                    format!("lookup failed: {e}"),
-                ),
-                Err(_) => ImageEvidence::failed(
+                Ok(Ok(Some(ev))) => ev,
+                Ok(Ok(None)) | Err(_) => ImageEvidence::failed(
                     FailureClass::RegistryUnavailable,
                     format!(
                         "no answer from the registry within the {} ms deadline",
                         self.deadline.as_millis()
                     ),
+                ),
+                Ok(Err(e)) => ImageEvidence::failed(
+                    FailureClass::RegistryUnavailable,
+                    format!("lookup failed: {e}"),
                 ),
             };
             evidence.insert(image, ev);
@@ -191,23 +271,36 @@ impl Gate {
         let containers: Vec<ContainerOutcome> = workload
             .containers
             .iter()
-            .map(|c| {
-                let image_ref = match &parsed[c.image.as_str()] {
-                    Ok(r) => r,
-                    Err(e) => return invalid_reference(&snapshot, c, e, &self.failures),
-                };
-                judge_container(
+            .map(|c| match &parsed[c.image.as_str()] {
+                Ok(image_ref) => self.judge_container(
                     &snapshot,
                     &workload,
-                    &c.name,
-                    &c.image,
+                    c,
                     image_ref,
-                    evidence.get(&c.image),
-                    &self.failures,
+                    evidence.get(c.image.as_str()),
                     now,
-                )
+                ),
+                Err(e) => {
+                    let s = subject(&workload, &c.name, None, None);
+                    ContainerOutcome {
+                        container: c.name.clone(),
+                        image: shown(&c.image).into_owned(),
+                        digest: None,
+                        decision: snapshot.policies.evaluate_unidentified(
+                            &s,
+                            FailureClass::InvalidReference,
+                            e,
+                            &self.failures,
+                            now,
+                        ),
+                    }
+                }
             })
             .collect();
+        self.finish(containers, workload)
+    }
+
+    fn finish(&self, containers: Vec<ContainerOutcome>, workload: Workload) -> Outcome {
         let decisions: Vec<ContainerDecision> = containers
             .iter()
             .map(|c| ContainerDecision {
@@ -217,9 +310,72 @@ impl Gate {
             })
             .collect();
         Outcome {
-            decision: aggregate(&decisions),
+            decision: aggregate_with(&decisions, self.answer),
             containers,
             workload: Some(workload),
+        }
+    }
+
+    /// More images than the webhook judges: one decision for the object.
+    fn too_many(
+        &self,
+        snapshot: &Snapshot,
+        workload: Workload,
+        images: usize,
+        now: Timestamp,
+    ) -> Outcome {
+        let detail = format!(
+            "{} images ({images} distinct), more than the {} ({} distinct) judged per request",
+            workload.containers.len(),
+            self.limits.max_containers,
+            self.limits.max_images
+        );
+        let s = Subject {
+            container: None,
+            ..subject(&workload, "", None, None)
+        };
+        let decision = snapshot.policies.evaluate_unidentified(
+            &s,
+            FailureClass::LimitExceeded,
+            &detail,
+            &self.failures,
+            now,
+        );
+        let container = ContainerOutcome {
+            container: "*".into(),
+            image: format!("{} {}", workload.kind, workload.name),
+            digest: None,
+            decision,
+        };
+        let mut w = workload;
+        // Keep the trail small: the images are summarised by the detail.
+        w.containers.clear();
+        self.finish(vec![container], w)
+    }
+
+    /// In a cluster, a trusted owner claim counts only if the owner exists
+    /// with that UID; its controller names the workload. Otherwise the Pod
+    /// is judged as itself.
+    async fn verify_owner(&self, workload: &mut Workload, deadline: tokio::time::Instant) {
+        let (Some(verifier), Some(claim)) = (&self.owners, workload.owner.clone()) else {
+            return;
+        };
+        let verified =
+            tokio::time::timeout_at(deadline, verifier.workload(&workload.namespace, &claim)).await;
+        match verified {
+            Ok(Ok(Some(name))) => {
+                if workload.kind == "Pod" || workload.workload.is_some() {
+                    workload.workload = Some(name);
+                }
+            }
+            outcome => {
+                if let Ok(Err(e)) = &outcome {
+                    tracing::warn!(error = %e, "could not verify an owner reference; judging the object as itself");
+                }
+                workload.owner = None;
+                workload.owner_ignored = true;
+                workload.workload = (workload.kind != "Pod").then(|| workload.name.clone());
+            }
         }
     }
 
@@ -244,14 +400,15 @@ impl Gate {
                 service_account: &service_account,
             };
             let creds = match credentials
-                .credentials(&snapshot.access, image.registry(), pod)
+                .credentials(&snapshot.access, image.registry_host(), pod)
                 .await
             {
                 Ok(c) => c,
                 Err(f) => return ImageEvidence::failed(f.class, f.detail),
             };
             let target = Target {
-                registry: image.registry().to_owned(),
+                label: registry_label(&snapshot, image.registry_host()),
+                registry: image.registry_host().clone(),
                 repository: image.repository().to_owned(),
                 credentials: creds,
             };
@@ -259,9 +416,90 @@ impl Gate {
         })
     }
 
-    /// Log line, metrics and Event for each audited or denied container.
-    fn trail(&self, req: &AdmissionRequest<DynamicObject>, outcome: &Outcome) {
+    /// The strictest decision over the image's targets (all platforms must pass).
+    fn judge_container(
+        &self,
+        snapshot: &Snapshot,
+        w: &Workload,
+        c: &GatedContainer,
+        image_ref: &ImageRef,
+        evidence: Option<&ImageEvidence>,
+        now: Timestamp,
+    ) -> ContainerOutcome {
+        let policies = &snapshot.policies;
+        let s = subject(w, &c.name, Some(image_ref), None);
+        let shown_image = shown(&c.image).into_owned();
+        let outcome = |decision, digest| ContainerOutcome {
+            container: c.name.clone(),
+            image: shown_image.clone(),
+            digest,
+            decision,
+        };
+        let Some(evidence) = evidence else {
+            // No rule applies: nothing was looked up.
+            let (d, _) = policies.evaluate_targets(&s, &[], &self.failures, now);
+            return outcome(d, None);
+        };
+        let digest = match &evidence.digest {
+            Ok(d) => d.clone(),
+            Err(f) => {
+                let d = policies.evaluate(
+                    &s,
+                    Evidence::Failed {
+                        class: f.class,
+                        detail: &f.detail,
+                    },
+                    &self.failures,
+                    now,
+                );
+                return outcome(d, None);
+            }
+        };
+        let targets: Vec<TargetEvidence<'_>> = evidence
+            .targets
+            .iter()
+            .map(|t| TargetEvidence {
+                digest: &t.digest,
+                evidence: match &t.findings {
+                    Ok(TargetFindings::Scanned { summary, .. }) => Evidence::Scanned(summary),
+                    Ok(TargetFindings::NotScanned) => Evidence::Failed {
+                        class: FailureClass::NoFindings,
+                        detail: "",
+                    },
+                    Ok(TargetFindings::Malformed(d)) => Evidence::Failed {
+                        class: FailureClass::MalformedFindings,
+                        detail: d,
+                    },
+                    Err(f) => Evidence::Failed {
+                        class: f.class,
+                        detail: &f.detail,
+                    },
+                },
+            })
+            .collect();
+        let s = Subject {
+            digest: Some(&digest),
+            ..s
+        };
+        let (decision, which) = policies.evaluate_targets(&s, &targets, &self.failures, now);
+        match which.map(|i| &evidence.targets[i]) {
+            Some(t) => ContainerOutcome {
+                container: c.name.clone(),
+                image: match &t.platform {
+                    Some(p) if decision.action != Action::Allow => format!("{shown_image} ({p})"),
+                    _ => shown_image.clone(),
+                },
+                digest: Some(t.digest.clone()),
+                decision,
+            },
+            None => outcome(decision, Some(digest)),
+        }
+    }
+
+    /// Log line, metrics and Event for each audited or denied image.
+    fn trail(&self, review: &Review, outcome: &Outcome) {
         let Some(w) = &outcome.workload else { return };
+        let req = &review.request;
         for c in &outcome.containers {
             let Some(v) = c.decision.deciding() else {
                 continue;
@@ -273,22 +511,26 @@ impl Gate {
             tracing::info!(
                 target: "portcullis::decision",
                 action = c.decision.action.as_str(),
+                audit_only = self.answer.audit_only,
                 rule,
                 violation = %v.message,
                 image = %c.image,
                 digest = c.digest.as_deref().unwrap_or("-"),
                 namespace = %w.namespace,
                 kind = %w.kind,
-                name = %w.name,
+                name = %shown(&w.name),
                 container = %c.container,
                 reason = v.reason.as_str(),
+                uid = %req.uid,
+                user = %shown(&req.user.username),
+                owner_ignored = w.owner_ignored,
                 dry_run = req.dry_run,
                 "image gated"
             );
             self.metrics
                 .decision(c.decision.action.as_str(), rule, v.reason.as_str());
         }
-        if let Some(recorder) = &self.recorder
+        if let Some(events) = &self.events
             && !req.dry_run
             && outcome.decision.action != Action::Allow
         {
@@ -309,10 +551,9 @@ impl Gate {
                 }),
                 kind: Some(req.kind.kind.clone()),
                 namespace: Some(w.namespace.clone()),
-                name: Some(w.name.clone()),
+                name: Some(shown(&w.name).into_owned()),
                 ..ObjectReference::default()
             };
-            let recorder = recorder.clone();
             let event = Event {
                 type_,
                 reason: reason.into(),
@@ -320,12 +561,53 @@ impl Gate {
                 action: "Admission".into(),
                 secondary: None,
             };
-            tokio::spawn(async move {
+            events.publish(event, reference, &self.metrics);
+        }
+    }
+}
+
+/// Gating Events go through a bounded queue to one publisher task: a burst
+/// of denials must not become a burst of tasks and API calls. When the queue
+/// is full the Event is dropped and counted (`portcullis_events_dropped_total`).
+#[derive(Clone)]
+pub struct EventSink {
+    queue: mpsc::Sender<(Event, ObjectReference)>,
+}
+
+impl EventSink {
+    /// Starts the publisher; `capacity` Events may wait.
+    pub fn start(recorder: Recorder, capacity: usize) -> Self {
+        let (queue, mut rx) = mpsc::channel::<(Event, ObjectReference)>(capacity.max(1));
+        tokio::spawn(async move {
+            while let Some((event, reference)) = rx.recv().await {
                 if let Err(e) = recorder.publish(&event, &reference).await {
                     tracing::warn!(error = %e, "could not publish the gating Event");
                 }
-            });
+            }
+        });
+        EventSink { queue }
+    }
+
+    fn publish(&self, event: Event, reference: ObjectReference, metrics: &Metrics) {
+        if self.queue.try_send((event, reference)).is_err() {
+            metrics.event_dropped();
         }
+    }
+}
+
+/// A bounded metrics label for a registry: the RegistryAccess pattern or rule
+/// pattern that covers it, a well-known public registry, else `other`.
+pub fn registry_label(snapshot: &Snapshot, registry: &RegistryHost) -> Arc<str> {
+    if let Some(p) = snapshot
+        .access
+        .pattern_for(registry)
+        .or_else(|| snapshot.policies.registry_pattern(registry))
+    {
+        return Arc::from(p);
+    }
+    match KNOWN_REGISTRIES.iter().find(|k| **k == registry.as_str()) {
+        Some(k) => Arc::from(*k),
+        None => Arc::from("other"),
     }
 }
 
@@ -341,7 +623,7 @@ fn allowed() -> AdmissionDecision {
 fn subject<'a>(
     w: &'a Workload,
     container: &'a str,
-    image: &'a ImageRef,
+    image: Option<&'a ImageRef>,
     digest: Option<&'a str>,
 ) -> Subject<'a> {
     Subject {
@@ -350,126 +632,8 @@ fn subject<'a>(
         workload: w.workload.as_deref(),
         pod_name: w.pod_name.as_deref(),
         labels: &w.labels,
-        container,
+        container: Some(container),
         image,
         digest,
-    }
-}
-
-fn invalid_reference(
-    snapshot: &Snapshot,
-    c: &crate::admission::GatedContainer,
-    error: &str,
-    failures: &FailureActions,
-) -> ContainerOutcome {
-    // The engine needs a parsed reference for scope; an unparseable one is
-    // judged as the failure class alone, against every rule.
-    let action = if snapshot.policies.rules().is_empty() {
-        Action::Allow
-    } else {
-        failures.get(FailureClass::InvalidReference)
-    };
-    let violations = if action == Action::Allow {
-        Vec::new()
-    } else {
-        vec![crate::engine::Violation {
-            rule: None,
-            priority: i32::MAX,
-            action,
-            reason: crate::engine::ReasonCode::Failure(FailureClass::InvalidReference),
-            stage: crate::engine::Stage::Failure,
-            message: format!("The image reference is invalid: {error}"),
-            cves: Vec::new(),
-        }]
-    };
-    ContainerOutcome {
-        container: c.name.clone(),
-        image: c.image.clone(),
-        digest: None,
-        decision: Decision {
-            action,
-            violations,
-            applicable_rules: snapshot.policies.rules().len(),
-        },
-    }
-}
-
-/// The strictest decision over the image's targets (all platforms must pass).
-#[allow(clippy::too_many_arguments)]
-fn judge_container(
-    snapshot: &Snapshot,
-    w: &Workload,
-    container: &str,
-    image: &str,
-    image_ref: &ImageRef,
-    evidence: Option<&ImageEvidence>,
-    failures: &FailureActions,
-    now: Timestamp,
-) -> ContainerOutcome {
-    let policies = &snapshot.policies;
-    // The image judged without findings, for this reason.
-    let without_findings = |class: FailureClass, detail: &str| ContainerOutcome {
-        container: container.into(),
-        image: image.into(),
-        digest: None,
-        decision: policies.evaluate(
-            &subject(w, container, image_ref, None),
-            Evidence::Failed { class, detail },
-            failures,
-            now,
-        ),
-    };
-    let Some(evidence) = evidence else {
-        // No rule applies: nothing was looked up.
-        return without_findings(FailureClass::NoFindings, "");
-    };
-    let digest = match &evidence.digest {
-        Ok(d) => d.clone(),
-        Err(f) => return without_findings(f.class, &f.detail),
-    };
-    let mut best: Option<(Decision, Option<&str>, &str)> = None;
-    for t in &evidence.targets {
-        let ev = match &t.findings {
-            Ok(TargetFindings::Scanned { summary, .. }) => Evidence::Scanned(summary),
-            Ok(TargetFindings::NotScanned) => Evidence::Failed {
-                class: FailureClass::NoFindings,
-                detail: "",
-            },
-            Ok(TargetFindings::Malformed(d)) => Evidence::Failed {
-                class: FailureClass::MalformedFindings,
-                detail: d,
-            },
-            Err(f) => Evidence::Failed {
-                class: f.class,
-                detail: &f.detail,
-            },
-        };
-        let decision = policies.evaluate(
-            &subject(w, container, image_ref, Some(&t.digest)),
-            ev,
-            failures,
-            now,
-        );
-        let stricter = best
-            .as_ref()
-            .is_none_or(|(b, _, _)| decision.action > b.action);
-        if stricter {
-            best = Some((decision, t.platform.as_deref(), &t.digest));
-        }
-    }
-    match best {
-        Some((decision, platform, d)) => ContainerOutcome {
-            container: container.into(),
-            image: match platform {
-                Some(p) if decision.action != Action::Allow => format!("{image} ({p})"),
-                _ => image.into(),
-            },
-            digest: Some(d.to_owned()),
-            decision,
-        },
-        None => ContainerOutcome {
-            digest: Some(digest),
-            ..without_findings(FailureClass::NoFindings, "")
-        },
     }
 }

@@ -1,5 +1,6 @@
 //! `portcullis-webhook`: start-up only; see the library for everything else.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -7,15 +8,21 @@ use std::time::Duration;
 
 use clap::Parser;
 use kube::runtime::events::{Recorder, Reporter};
+use portcullis_webhook::admission::OwnerTrust;
 use portcullis_webhook::config::{Config, LogFormat};
-use portcullis_webhook::gate::Gate;
+use portcullis_webhook::engine::AnswerOptions;
+use portcullis_webhook::gate::{EventSink, Gate, ReviewLimits};
 use portcullis_webhook::metrics::Metrics;
+use portcullis_webhook::owners::OwnerVerifier;
 use portcullis_webhook::policies::{self, FileObjects, PolicyStore};
+use portcullis_webhook::reference::RegistryHost;
 use portcullis_webhook::registry::access::{AzureSettings, CredentialResolver, SecretStore};
+use portcullis_webhook::registry::dns::DnsSettings;
 use portcullis_webhook::registry::guard::DestinationGuard;
-use portcullis_webhook::registry::lookup::{ImageLookup, LookupSettings};
+use portcullis_webhook::registry::lookup::{CacheBudget, ImageLookup, LookupSettings};
 use portcullis_webhook::registry::{ClientSettings, RegistryClient};
-use portcullis_webhook::server::{self, AppState};
+use portcullis_webhook::server::{self, AppState, ServerLimits};
+use tokio::sync::Semaphore;
 
 fn main() -> ExitCode {
     let config = Config::parse();
@@ -37,7 +44,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    let result = runtime.block_on(run(config));
+    // Lookups still running in the background are abandoned, not awaited:
+    // shutdown is prompt whatever the registries do.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "portcullis-webhook stopped");
@@ -59,8 +70,21 @@ fn init_logging(config: &Config) {
             .flatten_event(true)
             .with_current_span(false)
             .init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
     }
+}
+
+/// `host[:port]` settings normalised like image references, so they compare
+/// with the registries the gate sees.
+fn registry_set(values: &[String]) -> Result<std::collections::HashSet<String>, String> {
+    values
+        .iter()
+        .map(|v| {
+            RegistryHost::parse(v)
+                .map(|h| h.as_str().to_owned())
+                .map_err(|e| format!("{v:?}: {e}"))
+        })
+        .collect()
 }
 
 async fn run(config: Config) -> Result<(), String> {
@@ -73,23 +97,26 @@ async fn run(config: Config) -> Result<(), String> {
         extra_roots = reqwest::Certificate::from_pem_bundle(&pem)
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
+    let budget = CacheBudget::split(config.cache_max_bytes);
     let client = RegistryClient::new(
         ClientSettings {
-            insecure: config
-                .insecure_registry
-                .iter()
-                .map(|s| s.to_ascii_lowercase())
-                .collect(),
-            trusted_realms: config
-                .trusted_token_realm
-                .iter()
-                .map(|s| s.to_ascii_lowercase())
-                .collect(),
+            insecure: registry_set(&config.insecure_registry)
+                .map_err(|e| format!("--insecure-registry {e}"))?,
+            trusted_realms: registry_set(&config.trusted_token_realm)
+                .map_err(|e| format!("--trusted-token-realm {e}"))?,
             guard: Arc::new(DestinationGuard::new(
                 config.allow_destination.iter().cloned(),
             )),
             request_timeout: config.registry_timeout,
             extra_roots,
+            dns: DnsSettings {
+                servers: config.dns_server.clone(),
+                timeout: config.dns_timeout,
+                ..DnsSettings::default()
+            },
+            max_in_flight: config.registry_max_in_flight,
+            max_in_flight_per_registry: config.registry_max_in_flight_per_registry,
+            token_cache_bytes: budget.tokens,
             ..ClientSettings::default()
         },
         metrics.clone(),
@@ -101,7 +128,8 @@ async fn run(config: Config) -> Result<(), String> {
             fresh: config.cache_fresh,
             max_stale: config.cache_max_stale,
             no_findings: config.no_findings_ttl,
-            max_cached_findings: config.cache_max_findings,
+            max_cache_bytes: config.cache_max_bytes,
+            max_platforms: config.max_platforms_per_index,
             ..LookupSettings::default()
         },
         metrics.clone(),
@@ -130,8 +158,10 @@ async fn run(config: Config) -> Result<(), String> {
     };
     match (&config.policy_dir, &kube_client) {
         (Some(dir), _) => {
-            let snapshot = policies::load_files(dir, config.registry_config.as_deref())?;
+            let snapshot = policies::load_files(dir, config.registry_config.as_deref())
+                .map_err(|e| e.to_string())?;
             metrics.set_policies(snapshot.policies.rules().len());
+            metrics.policy_reload(true);
             tracing::info!(rules = snapshot.policies.rules().len(), dir = %dir.display(), "policies loaded from files");
             store.replace(snapshot);
             store.set_ready();
@@ -148,17 +178,21 @@ async fn run(config: Config) -> Result<(), String> {
                 c.clone(),
                 store.clone(),
                 metrics.clone(),
+                config.invalid_rule.into(),
             ));
         }
         (None, None) => return Err("no policy source".into()),
     }
-    let recorder = kube_client.as_ref().map(|c| {
-        Recorder::new(
-            c.clone(),
-            Reporter {
-                controller: "portcullis-webhook".into(),
-                instance: std::env::var("POD_NAME").ok(),
-            },
+    let events = kube_client.as_ref().map(|c| {
+        EventSink::start(
+            Recorder::new(
+                c.clone(),
+                Reporter {
+                    controller: "portcullis-webhook".into(),
+                    instance: std::env::var("POD_NAME").ok(),
+                },
+            ),
+            1024,
         )
     });
     let credentials = CredentialResolver::new(
@@ -172,21 +206,53 @@ async fn run(config: Config) -> Result<(), String> {
             }),
         client,
     );
+    let owner_trust = if config.controller_identity.is_empty() {
+        OwnerTrust::default()
+    } else {
+        OwnerTrust {
+            controllers: config.controller_identity.iter().cloned().collect(),
+        }
+    };
     let gate = Arc::new(Gate {
         store: store.clone(),
         lookup,
         credentials,
         failures: config.failure_actions(),
         deadline: config.deadline,
+        limits: ReviewLimits {
+            max_images: config.max_images_per_review,
+            max_containers: config.max_containers_per_review,
+            max_background_lookups: config.max_background_lookups,
+            lookup_budget: config.registry_timeout * 8,
+        },
+        owner_trust,
+        owners: kube_client
+            .as_ref()
+            .map(|c| OwnerVerifier::new(c.clone(), Duration::from_secs(30))),
+        answer: AnswerOptions {
+            audit_only: config.audit_only,
+        },
         metrics: metrics.clone(),
-        recorder,
-        references: portcullis_webhook::gate::reference_cache(),
+        events,
+        background: Arc::new(Semaphore::new(config.max_background_lookups.max(1))),
     });
+    let limits = ServerLimits {
+        max_connections: config.max_connections,
+        max_inflight_reviews: config.max_inflight_reviews,
+        max_body_bytes: usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX),
+        header_timeout: config.header_timeout,
+        body_timeout: config.body_timeout,
+        idle_timeout: config.idle_timeout,
+        ..ServerLimits::default()
+    };
     let state = AppState {
         gate,
         store,
         metrics,
         tls_ready: Arc::new(AtomicBool::new(false)),
+        shutting_down: Arc::new(AtomicBool::new(false)),
+        inflight: Arc::new(Semaphore::new(limits.max_inflight_reviews.max(1))),
+        limits,
     };
     server::serve(&config, state)
         .await

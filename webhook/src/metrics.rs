@@ -1,10 +1,19 @@
-//! Prometheus metrics, all named `portcullis_*` (issue 3 §6).
+//! Prometheus metrics, all named `portcullis_*`, plus the standard process
+//! metrics.
+//!
+//! Every label value comes from a bounded set, because requests are written
+//! by whoever creates Pods: `kind` is a gated kind or `other`, `operation` one
+//! of four, `registry` a configured pattern or well-known registry (decided
+//! by the caller, see `gate.rs`), `rule` a policy name (written by admins).
 
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
+
+use crate::admission::GATED_KINDS;
 
 /// The webhook's metrics.
 #[derive(Clone)]
@@ -17,6 +26,13 @@ pub struct Metrics {
     registry_latency: HistogramVec,
     cache: IntCounterVec,
     policies: IntGauge,
+    invalid_policies: IntGauge,
+    reload_failures: IntCounter,
+    reload_success: IntGauge,
+    events_dropped: IntCounter,
+    shed: IntCounterVec,
+    connections: IntGauge,
+    connections_refused: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -29,81 +45,141 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// A gated kind as a label, or `other`.
+fn kind_label(kind: &str) -> &str {
+    GATED_KINDS
+        .iter()
+        .find(|k| **k == kind)
+        .copied()
+        .unwrap_or("other")
+}
+
+fn operation_label(operation: &str) -> &str {
+    match operation {
+        "CREATE" | "UPDATE" | "DELETE" | "CONNECT" => operation,
+        _ => "other",
+    }
+}
+
 impl Metrics {
     /// Registers every metric in a fresh registry.
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
-        let admission_requests = IntCounterVec::new(
-            Opts::new(
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels)
+        };
+        let histogram_vec = |name: &str, help: &str, labels: &[&str]| {
+            HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                labels,
+            )
+        };
+        let m = Metrics {
+            admission_requests: counter_vec(
                 "portcullis_admission_requests_total",
                 "Admission requests answered",
-            ),
-            &["kind", "operation", "decision"],
-        )?;
-        let admission_latency = HistogramVec::new(
-            HistogramOpts::new(
+                &["kind", "operation", "decision"],
+            )?,
+            admission_latency: histogram_vec(
                 "portcullis_admission_duration_seconds",
                 "Time to answer an admission request",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["kind"],
-        )?;
-        let decisions = IntCounterVec::new(
-            Opts::new(
+                &["kind"],
+            )?,
+            decisions: counter_vec(
                 "portcullis_decisions_total",
                 "Per-image decisions that audited or denied, by rule and reason",
-            ),
-            &["action", "rule", "reason"],
-        )?;
-        let registry_requests = IntCounterVec::new(
-            Opts::new(
+                &["action", "rule", "reason"],
+            )?,
+            registry_requests: counter_vec(
                 "portcullis_registry_requests_total",
                 "HTTP requests to registries",
-            ),
-            &["registry", "operation", "status"],
-        )?;
-        let registry_latency = HistogramVec::new(
-            HistogramOpts::new(
+                &["registry", "operation", "status"],
+            )?,
+            registry_latency: histogram_vec(
                 "portcullis_registry_request_duration_seconds",
                 "Registry request latency",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["registry", "operation"],
-        )?;
-        let cache = IntCounterVec::new(
-            Opts::new(
+                &["registry", "operation"],
+            )?,
+            cache: counter_vec(
                 "portcullis_cache_lookups_total",
                 "Cache lookups by cache and result",
-            ),
-            &["cache", "result"],
-        )?;
-        let policies = IntGauge::new(
-            "portcullis_policies_loaded",
-            "SecurityArtifactPolicy rules in force",
-        )?;
-        registry.register(Box::new(admission_requests.clone()))?;
-        registry.register(Box::new(admission_latency.clone()))?;
-        registry.register(Box::new(decisions.clone()))?;
-        registry.register(Box::new(registry_requests.clone()))?;
-        registry.register(Box::new(registry_latency.clone()))?;
-        registry.register(Box::new(cache.clone()))?;
-        registry.register(Box::new(policies.clone()))?;
-        Ok(Metrics {
+                &["cache", "result"],
+            )?,
+            policies: IntGauge::new(
+                "portcullis_policies_loaded",
+                "SecurityArtifactPolicy rules in force",
+            )?,
+            invalid_policies: IntGauge::new(
+                "portcullis_policies_invalid",
+                "SecurityArtifactPolicies that do not compile (acting per --invalid-rule)",
+            )?,
+            reload_failures: IntCounter::new(
+                "portcullis_policy_reload_failures_total",
+                "Policy file changes that did not load (the rules in force were kept)",
+            )?,
+            reload_success: IntGauge::new(
+                "portcullis_policy_last_reload_success",
+                "1 when the last policy load succeeded, 0 when it failed",
+            )?,
+            events_dropped: IntCounter::new(
+                "portcullis_events_dropped_total",
+                "Gating Events not published because the publishing queue was full",
+            )?,
+            shed: counter_vec(
+                "portcullis_load_shed_total",
+                "Requests refused with 503 by a concurrency bound, by reason",
+                &["reason"],
+            )?,
+            connections: IntGauge::new(
+                "portcullis_connections_open",
+                "Open HTTPS connections to the admission endpoint",
+            )?,
+            connections_refused: IntCounter::new(
+                "portcullis_connections_refused_total",
+                "Connections closed at once because --max-connections were open",
+            )?,
             registry,
-            admission_requests,
-            admission_latency,
-            decisions,
-            registry_requests,
-            registry_latency,
-            cache,
-            policies,
-        })
+        };
+        let build = IntGaugeVec::new(
+            Opts::new(
+                "portcullis_build_info",
+                "Build information (always 1), by version",
+            ),
+            &["version"],
+        )?;
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        m.reload_success.set(1);
+        for c in [
+            Box::new(m.admission_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.admission_latency.clone()),
+            Box::new(m.decisions.clone()),
+            Box::new(m.registry_requests.clone()),
+            Box::new(m.registry_latency.clone()),
+            Box::new(m.cache.clone()),
+            Box::new(m.policies.clone()),
+            Box::new(m.invalid_policies.clone()),
+            Box::new(m.reload_failures.clone()),
+            Box::new(m.reload_success.clone()),
+            Box::new(m.events_dropped.clone()),
+            Box::new(m.shed.clone()),
+            Box::new(m.connections.clone()),
+            Box::new(m.connections_refused.clone()),
+            Box::new(build),
+        ] {
+            m.registry.register(c)?;
+        }
+        #[cfg(target_os = "linux")]
+        m.registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(m)
     }
 
-    /// One answered admission request.
+    /// One answered admission request (`kind` and `operation` are bounded here).
     pub fn admission(&self, kind: &str, operation: &str, decision: &str, took: Duration) {
+        let kind = kind_label(kind);
         self.admission_requests
-            .with_label_values(&[kind, operation, decision])
+            .with_label_values(&[kind, operation_label(operation), decision])
             .inc();
         self.admission_latency
             .with_label_values(&[kind])
@@ -117,7 +193,7 @@ impl Metrics {
             .inc();
     }
 
-    /// One registry request.
+    /// One registry request; `registry` is an already-bounded label.
     pub fn registry_request(&self, registry: &str, operation: &str, status: &str, took: Duration) {
         self.registry_requests
             .with_label_values(&[registry, operation, status])
@@ -137,6 +213,40 @@ impl Metrics {
         self.policies.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
+    /// Policies that do not compile.
+    pub fn set_invalid_policies(&self, n: usize) {
+        self.invalid_policies
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// A policy (re)load finished.
+    pub fn policy_reload(&self, ok: bool) {
+        if !ok {
+            self.reload_failures.inc();
+        }
+        self.reload_success.set(i64::from(ok));
+    }
+
+    /// A gating Event was dropped.
+    pub fn event_dropped(&self) {
+        self.events_dropped.inc();
+    }
+
+    /// A request was refused by a concurrency bound.
+    pub fn shed(&self, reason: &'static str) {
+        self.shed.with_label_values(&[reason]).inc();
+    }
+
+    /// A connection opened (`+1`) or closed (`-1`).
+    pub fn connection(&self, delta: i64) {
+        self.connections.add(delta);
+    }
+
+    /// A connection was refused at the connection bound.
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
@@ -148,5 +258,30 @@ impl Metrics {
             return String::new();
         }
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_chosen_labels_are_bounded() {
+        let m = Metrics::new().unwrap();
+        for i in 0..5000 {
+            m.admission(
+                &format!("Kind{i}"),
+                &format!("OP{i}"),
+                "Allow",
+                Duration::from_millis(1),
+            );
+        }
+        m.admission("Pod", "CREATE", "Deny", Duration::from_millis(1));
+        let text = m.render();
+        assert!(text.len() < 64 * 1024, "{} bytes", text.len());
+        assert!(text.contains(r#"portcullis_admission_requests_total{decision="Allow",kind="other",operation="other"} 5000"#));
+        assert!(text.contains(r#"kind="Pod""#));
+        assert!(text.contains("portcullis_build_info"));
+        assert!(text.contains("process_resident_memory_bytes"));
     }
 }

@@ -1,9 +1,9 @@
 //! The rules and registry access settings in force, swapped atomically so an
 //! admission always sees one consistent set. They come from files
-//! (`--policy-dir`, `--registry-config`) or from kube reflectors over the CRDs
-//! ("gating against the reconciled cache").
+//! (`--policy-dir`, `--registry-config`, read strictly: see
+//! `portcullis_core::documents`) or from kube reflectors over the CRDs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,10 +14,10 @@ use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
-use portcullis_crds::{RegistryAccess, SecurityArtifactPolicy};
-use serde_json::Value;
+use portcullis_core::documents::{Document, DocumentError, parse_documents};
+use portcullis_crds::{PolicyAction, RegistryAccess, SecurityArtifactPolicy};
 
-use crate::engine::{CompiledRule, PolicySet};
+use crate::engine::{PolicySet, RuleError};
 use crate::metrics::Metrics;
 use crate::registry::access::{AccessConfig, SecretStore};
 
@@ -70,14 +70,27 @@ pub enum LoadError {
         /// Cause.
         source: std::io::Error,
     },
-    /// Not YAML/JSON, or an object that does not fit its kind.
-    #[error("{path}: {message}")]
-    Parse {
-        /// Path.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
+    /// A document that does not load.
+    #[error(transparent)]
+    Document(#[from] DocumentError),
+    /// Two objects of one kind with one name.
+    #[error("{kind} {name} is defined twice: in {first} and in {second}")]
+    Duplicate {
+        /// Kind.
+        kind: &'static str,
+        /// Name (`namespace/name` for namespaced kinds).
+        name: String,
+        /// Where first.
+        first: String,
+        /// Where again.
+        second: String,
     },
+    /// A rule that does not compile.
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    /// A RegistryAccess that does not compile.
+    #[error("{0}")]
+    Access(String),
 }
 
 /// Objects read from configuration files.
@@ -91,13 +104,23 @@ pub struct FileObjects {
     pub secrets: Vec<Secret>,
     /// ServiceAccounts (their imagePullSecrets).
     pub service_accounts: Vec<ServiceAccount>,
+    /// Where each object was defined, by (kind, name).
+    seen: BTreeMap<(&'static str, String), String>,
 }
 
 impl FileObjects {
     /// Reads every `*.yaml`, `*.yml` and `*.json` file of `path` (a directory,
-    /// not recursive, or one file). Multi-document YAML is allowed; objects of
-    /// other kinds are skipped, so a directory of mixed samples works.
+    /// not recursive, or one file). Multi-document YAML is allowed. Known
+    /// kinds the webhook does not use and other API groups are skipped with a
+    /// log line; anything malformed or defined twice is an error.
     pub fn load(path: &Path) -> Result<Self, LoadError> {
+        let mut out = FileObjects::default();
+        out.add(path)?;
+        Ok(out)
+    }
+
+    /// Adds the objects of another file or directory.
+    pub fn add(&mut self, path: &Path) -> Result<(), LoadError> {
         let io = |source| LoadError::Io {
             path: path.to_owned(),
             source,
@@ -118,11 +141,10 @@ impl FileObjects {
         } else {
             vec![path.to_owned()]
         };
-        let mut out = FileObjects::default();
         for file in files {
-            out.read_file(&file)?;
+            self.read_file(&file)?;
         }
-        Ok(out)
+        Ok(())
     }
 
     fn read_file(&mut self, path: &Path) -> Result<(), LoadError> {
@@ -130,38 +152,47 @@ impl FileObjects {
             path: path.to_owned(),
             source,
         })?;
-        let parse = |message: String| LoadError::Parse {
-            path: path.to_owned(),
-            message,
-        };
-        let docs: Vec<Value> =
-            serde_saphyr::from_multiple(&text).map_err(|e| parse(e.to_string()))?;
-        for (i, doc) in docs.into_iter().enumerate() {
-            if doc.is_null() {
-                continue;
-            }
-            let kind = doc
-                .get("kind")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            let at = |e: serde_json::Error| parse(format!("document {} ({kind}): {e}", i + 1));
-            match kind.as_str() {
-                "SecurityArtifactPolicy" => {
-                    let p: SecurityArtifactPolicy = serde_json::from_value(doc).map_err(at)?;
-                    p.spec.validate().map_err(|e| {
-                        parse(format!("SecurityArtifactPolicy {}: {e}", p.name_any()))
-                    })?;
-                    self.policies.push(p);
+        let file = path.display().to_string();
+        for (i, doc) in parse_documents(&text, &file)?.into_iter().enumerate() {
+            let place = format!("{file} (document {})", i + 1);
+            match doc {
+                Document::Policy(p) => {
+                    self.note("SecurityArtifactPolicy", p.name_any(), &place)?;
+                    self.policies.push(*p);
                 }
-                "RegistryAccess" => self.access.push(serde_json::from_value(doc).map_err(at)?),
-                "Secret" => self.secrets.push(serde_json::from_value(doc).map_err(at)?),
-                "ServiceAccount" => self
-                    .service_accounts
-                    .push(serde_json::from_value(doc).map_err(at)?),
-                _ => {}
+                Document::Access(a) => {
+                    self.note("RegistryAccess", a.name_any(), &place)?;
+                    self.access.push(*a);
+                }
+                Document::Secret(s) => {
+                    self.note("Secret", namespaced(&s.metadata), &place)?;
+                    self.secrets.push(*s);
+                }
+                Document::ServiceAccount(s) => {
+                    self.note("ServiceAccount", namespaced(&s.metadata), &place)?;
+                    self.service_accounts.push(*s);
+                }
+                Document::Unused { kind, name } => {
+                    tracing::info!(%place, %kind, %name, "skipping a Portcullis object the webhook does not read");
+                }
+                Document::Foreign { api_version, kind } => {
+                    tracing::info!(%place, %api_version, %kind, "skipping an object of another API group");
+                }
             }
         }
+        Ok(())
+    }
+
+    fn note(&mut self, kind: &'static str, name: String, place: &str) -> Result<(), LoadError> {
+        if let Some(first) = self.seen.get(&(kind, name.clone())) {
+            return Err(LoadError::Duplicate {
+                kind,
+                name,
+                first: first.clone(),
+                second: place.to_owned(),
+            });
+        }
+        self.seen.insert((kind, name), place.to_owned());
         Ok(())
     }
 
@@ -190,18 +221,35 @@ impl FileObjects {
     }
 }
 
+fn namespaced(m: &kube::api::ObjectMeta) -> String {
+    format!(
+        "{}/{}",
+        m.namespace.as_deref().unwrap_or("default"),
+        m.name.as_deref().unwrap_or_default()
+    )
+}
+
 /// Reads `--policy-dir` (and `--registry-config`) into a snapshot; any
-/// invalid rule is an error.
-pub fn load_files(policy_dir: &Path, registry_config: Option<&Path>) -> Result<Snapshot, String> {
-    let files = FileObjects::load(policy_dir).map_err(|e| e.to_string())?;
-    let access = match registry_config {
-        Some(path) => FileObjects::load(path).map_err(|e| e.to_string())?.access,
-        None => Vec::new(),
-    };
-    Ok(Snapshot {
-        policies: compile(&files.policies, true)?,
-        access: AccessConfig::new(access),
-    })
+/// invalid document or rule is an error (files have no status to show it in,
+/// so the rules in force are kept and the error logged instead).
+pub fn load_files(
+    policy_dir: &Path,
+    registry_config: Option<&Path>,
+) -> Result<Snapshot, LoadError> {
+    let mut files = FileObjects::load(policy_dir)?;
+    if let Some(path) = registry_config {
+        files.add(path)?;
+    }
+    let policies = PolicySet::compile(files.policies.iter().map(named))?;
+    let (access, errors) = AccessConfig::compile(files.access);
+    if let Some(e) = errors.into_iter().next() {
+        return Err(LoadError::Access(e));
+    }
+    Ok(Snapshot { policies, access })
+}
+
+fn named(p: &SecurityArtifactPolicy) -> (&str, &portcullis_crds::SecurityArtifactPolicySpec) {
+    (p.metadata.name.as_deref().unwrap_or_default(), &p.spec)
 }
 
 /// What identifies the current content of the files: paths, sizes, times.
@@ -227,7 +275,9 @@ fn files_fingerprint(paths: &[&Path]) -> Vec<(PathBuf, u64, Option<std::time::Sy
 }
 
 /// Reloads the files when they change. A change that does not load (bad
-/// YAML, an invalid rule) is logged and the rules in force are kept.
+/// YAML, an unknown field, an invalid rule) is logged, counted in
+/// `portcullis_policy_reload_failures_total` and shown by
+/// `portcullis_policy_last_reload_success 0`; the rules in force are kept.
 pub async fn watch_files(
     policy_dir: PathBuf,
     registry_config: Option<PathBuf>,
@@ -251,6 +301,7 @@ pub async fn watch_files(
         match load_files(&policy_dir, registry_config.as_deref()) {
             Ok(snapshot) => {
                 metrics.set_policies(snapshot.policies.rules().len());
+                metrics.policy_reload(true);
                 tracing::info!(
                     rules = snapshot.policies.rules().len(),
                     "policy files reloaded"
@@ -258,33 +309,55 @@ pub async fn watch_files(
                 store.replace(snapshot);
             }
             Err(e) => {
-                tracing::warn!(error = %e, "policy files changed but do not load; keeping the rules in force")
+                metrics.policy_reload(false);
+                tracing::warn!(error = %e, "policy files changed but do not load; keeping the rules in force");
             }
         }
     }
 }
 
-/// Compiles policies; with `strict`, the first invalid rule is an error, else
-/// invalid rules are logged and left out (the API server's CEL rules should
-/// have refused them already).
-pub fn compile(policies: &[SecurityArtifactPolicy], strict: bool) -> Result<PolicySet, String> {
-    let mut rules = Vec::with_capacity(policies.len());
-    for p in policies {
-        let name = p.name_any();
-        match CompiledRule::compile(&name, &p.spec) {
-            Ok(r) => rules.push(r),
-            Err(e) if strict => return Err(e.to_string()),
-            Err(e) => {
-                tracing::warn!(policy = %name, error = %e, "ignoring invalid SecurityArtifactPolicy")
-            }
-        }
+/// What to do with a SecurityArtifactPolicy from the API that does not
+/// compile (CEL cannot check everything, e.g. registry patterns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InvalidRulePolicy {
+    /// An invalid Deny rule denies every image in its scope (fail closed);
+    /// an invalid Audit rule audits them.
+    #[default]
+    Deny,
+    /// Invalid rules of either action audit every image in their scope.
+    Audit,
+    /// Invalid rules are left out (logged only): fails open.
+    Ignore,
+}
+
+/// Compiles the cluster's policies; invalid ones are handled per `invalid`,
+/// logged and counted.
+pub fn compile_cluster(
+    policies: &[SecurityArtifactPolicy],
+    invalid: InvalidRulePolicy,
+    metrics: &Metrics,
+) -> PolicySet {
+    let invalid_deny = match invalid {
+        InvalidRulePolicy::Deny => Some(PolicyAction::Deny),
+        InvalidRulePolicy::Audit => Some(PolicyAction::Audit),
+        InvalidRulePolicy::Ignore => None,
+    };
+    let (set, errors) = PolicySet::compile_lenient(policies.iter().map(named), invalid_deny);
+    for e in &errors {
+        tracing::warn!(policy = %e.rule, error = %e.problem, handling = ?invalid, "invalid SecurityArtifactPolicy");
     }
-    Ok(PolicySet::new(rules))
+    metrics.set_invalid_policies(errors.len());
+    set
 }
 
 /// Keeps `store` in step with the cluster's SecurityArtifactPolicies and
 /// RegistryAccesses. Marks it ready once both have been listed.
-pub async fn run_reflectors(client: kube::Client, store: Arc<PolicyStore>, metrics: Arc<Metrics>) {
+pub async fn run_reflectors(
+    client: kube::Client,
+    store: Arc<PolicyStore>,
+    metrics: Arc<Metrics>,
+    invalid: InvalidRulePolicy,
+) {
     let (policy_reader, policy_writer) = reflector::store::<SecurityArtifactPolicy>();
     let (access_reader, access_writer) = reflector::store::<RegistryAccess>();
     let policies = watcher(
@@ -308,7 +381,7 @@ pub async fn run_reflectors(client: kube::Client, store: Arc<PolicyStore>, metri
     let rebuild = {
         let store = store.clone();
         let (policy_reader, access_reader) = (policy_reader.clone(), access_reader.clone());
-        move || rebuild(&store, &policy_reader, &access_reader, &metrics)
+        move || rebuild(&store, &policy_reader, &access_reader, &metrics, invalid)
     };
     let ready = {
         let (p, a) = (policy_reader.clone(), access_reader.clone());
@@ -334,14 +407,18 @@ fn rebuild(
     policies: &Store<SecurityArtifactPolicy>,
     access: &Store<RegistryAccess>,
     metrics: &Metrics,
+    invalid: InvalidRulePolicy,
 ) {
     let objects: Vec<SecurityArtifactPolicy> =
         policies.state().iter().map(|p| (**p).clone()).collect();
-    // Never fails when not strict.
-    let set = compile(&objects, false).unwrap_or_default();
+    let set = compile_cluster(&objects, invalid, metrics);
     metrics.set_policies(set.rules().len());
+    let (access, errors) = AccessConfig::compile(access.state().iter().map(|a| (**a).clone()));
+    for e in errors {
+        tracing::warn!(error = %e, "RegistryAccess left out");
+    }
     store.replace(Snapshot {
         policies: set,
-        access: AccessConfig::new(access.state().iter().map(|a| (**a).clone())),
+        access,
     });
 }

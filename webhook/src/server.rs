@@ -1,25 +1,91 @@
 //! The HTTPS admission endpoint and the plain-HTTP health/metrics endpoint,
-//! with certificate reload and graceful shutdown.
+//! with certificate reload, client-certificate authentication, bounds on
+//! connections and time, load shedding and graceful shutdown.
+//!
+//! With `failurePolicy: Ignore` every review the webhook fails to answer is an
+//! admission, and with `Fail` it is an outage, so what a client can hold is
+//! bounded: connections (`--max-connections`; more are closed at once, and
+//! the health port has its own small pool so probes keep answering), the TLS
+//! handshake, the request head (slowloris), the body (slow uploads), idle
+//! keep-alive time, and reviews being judged at once (`--max-inflight-reviews`;
+//! more get 503 so the API server's failurePolicy decides without queueing).
+//!
+//! Hand-written on hyper rather than axum-server because that server has no
+//! connection bound, handshake timeout or idle timeout. HTTP/1.1 only: the API
+//! server speaks it to every webhook, and its header-read timeout is what
+//! stops slowloris.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum_server::tls_rustls::RustlsConfig;
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionReview};
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
 
+use crate::admission::decode_review;
 use crate::config::Config;
 use crate::gate::Gate;
 use crate::metrics::Metrics;
 use crate::policies::PolicyStore;
+
+/// Bounds on what clients may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    /// Open admission connections; more are closed at once.
+    pub max_connections: usize,
+    /// Open health/metrics connections.
+    pub max_health_connections: usize,
+    /// Reviews judged at once; more get 503.
+    pub max_inflight_reviews: usize,
+    /// Largest AdmissionReview body (413 beyond).
+    pub max_body_bytes: usize,
+    /// TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Reading a request's head.
+    pub header_timeout: Duration,
+    /// Reading a request's body.
+    pub body_timeout: Duration,
+    /// No byte moving on a connection.
+    pub idle_timeout: Duration,
+    /// Draining connections on shutdown.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_connections: 512,
+            max_health_connections: 32,
+            max_inflight_reviews: 256,
+            max_body_bytes: 4 * 1024 * 1024,
+            handshake_timeout: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -32,171 +98,505 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Serving certificate loaded.
     pub tls_ready: Arc<AtomicBool>,
+    /// Set on SIGTERM: readiness turns false while connections drain.
+    pub shutting_down: Arc<AtomicBool>,
+    /// Reviews being judged.
+    pub inflight: Arc<Semaphore>,
+    /// Bounds.
+    pub limits: ServerLimits,
 }
 
-/// The HTTPS router: `POST /validate`.
-pub fn admission_router(state: AppState, max_body: usize) -> Router {
-    Router::new()
-        .route("/validate", post(validate))
-        .layer(DefaultBodyLimit::max(max_body))
-        .with_state(state)
+type Body = Full<Bytes>;
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
 }
 
-/// The plain-HTTP router: `/healthz`, `/readyz`, `/metrics`.
-pub fn health_router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(state)
-}
-
-async fn validate(State(state): State<AppState>, body: Bytes) -> Response {
-    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => return bad_request(format!("not an AdmissionReview: {e}")),
-    };
-    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
-        Ok(r) => r,
-        Err(e) => return bad_request(format!("AdmissionReview without a request: {e}")),
-    };
-    let response = state.gate.review(&request).await;
-    match serde_json::to_vec(&response.into_review()) {
-        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("encoding the response: {e}"),
-        )
-            .into_response(),
+/// `POST /validate`.
+pub async fn admission(state: AppState, req: Request<Incoming>) -> Response<Body> {
+    if req.uri().path() != "/validate" {
+        return text(StatusCode::NOT_FOUND, "not found");
     }
-}
-
-fn bad_request(message: String) -> Response {
-    (StatusCode::BAD_REQUEST, message).into_response()
-}
-
-async fn readyz(State(state): State<AppState>) -> Response {
-    let policies = state.store.is_ready();
-    let tls = state.tls_ready.load(Ordering::Acquire);
-    if policies && tls {
-        (StatusCode::OK, "ready").into_response()
-    } else {
-        let mut waiting = Vec::new();
-        if !policies {
-            waiting.push("policies not synced");
-        }
-        if !tls {
-            waiting.push("serving certificate not loaded");
-        }
-        (StatusCode::SERVICE_UNAVAILABLE, waiting.join(", ")).into_response()
+    if req.method() != Method::POST {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "POST an AdmissionReview");
     }
+    // Not ready: no answer is better than one from an empty rule set.
+    if !state.store.is_ready() {
+        state.metrics.shed("not_ready");
+        return unavailable("portcullis: policies are not loaded yet");
+    }
+    let Ok(_slot) = state.inflight.clone().try_acquire_owned() else {
+        state.metrics.shed("inflight_reviews");
+        return unavailable("portcullis: too many reviews in flight");
+    };
+    let limited = Limited::new(req.into_body(), state.limits.max_body_bytes);
+    let body = match tokio::time::timeout(state.limits.body_timeout, limited.collect()).await {
+        Err(_) => {
+            return text(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body not received in time",
+            );
+        }
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "AdmissionReview larger than {} bytes",
+                    state.limits.max_body_bytes
+                ),
+            );
+        }
+        Ok(Err(e)) => return text(StatusCode::BAD_REQUEST, format!("reading the body: {e}")),
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
+    let review = match decode_review(&body) {
+        Ok(r) => r,
+        Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    drop(body);
+    let decision = state.gate.review(&review).await;
+    let json =
+        crate::admission::encode_response(&review.api_version, &review.request.uid, &decision);
+    let mut resp = Response::new(Full::new(Bytes::from(json)));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
-        .into_response()
+fn unavailable(message: &'static str) -> Response<Body> {
+    let mut resp = text(StatusCode::SERVICE_UNAVAILABLE, message);
+    resp.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
+/// `/healthz`, `/readyz`, `/metrics`.
+pub async fn health(state: AppState, req: Request<Incoming>) -> Response<Body> {
+    if req.method() != Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "GET only");
+    }
+    match req.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok"),
+        "/readyz" => {
+            let mut waiting = Vec::new();
+            if !state.store.is_ready() {
+                waiting.push("policies not synced");
+            }
+            if !state.tls_ready.load(Ordering::Acquire) {
+                waiting.push("serving certificate not loaded");
+            }
+            if state.shutting_down.load(Ordering::Acquire) {
+                waiting.push("shutting down");
+            }
+            if waiting.is_empty() {
+                text(StatusCode::OK, "ready")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, waiting.join(", "))
+            }
+        }
+        "/metrics" => {
+            let mut resp = text(StatusCode::OK, state.metrics.render());
+            resp.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            resp
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found"),
+    }
 }
 
 /// Serving failed to start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// The certificate or key could not be loaded.
-    #[error("loading the serving certificate {cert} / {key}: {source}")]
+    #[error("loading the serving certificate {cert} / {key}: {message}")]
     Tls {
         /// Certificate path.
         cert: PathBuf,
         /// Key path.
         key: PathBuf,
         /// Cause.
-        source: std::io::Error,
+        message: String,
     },
-    /// A listener could not be bound or failed.
+    /// The client CA bundle could not be loaded.
+    #[error("loading the client CA {path}: {message}")]
+    ClientCa {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        message: String,
+    },
+    /// A listener could not be bound.
     #[error("serving on {addr}: {source}")]
     Listen {
         /// Address.
-        addr: std::net::SocketAddr,
+        addr: SocketAddr,
         /// Cause.
-        source: std::io::Error,
+        source: io::Error,
     },
+}
+
+/// The serving certificate, replaced atomically when its files change.
+#[derive(Debug)]
+pub struct ReloadingCert(ArcSwap<CertifiedKey>);
+
+impl ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.load_full())
+    }
+}
+
+fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("{}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{}: no certificate", cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| format!("unsupported key: {e}"))?;
+    Ok(CertifiedKey::new(chain, signing))
+}
+
+fn tls_config(
+    config: &Config,
+    cert: Arc<ReloadingCert>,
+) -> Result<rustls::ServerConfig, ServeError> {
+    let builder = rustls::ServerConfig::builder();
+    let builder = match &config.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let ca_error = |message: String| ServeError::ClientCa {
+                path: path.clone(),
+                message,
+            };
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(path).map_err(|e| ca_error(e.to_string()))? {
+                roots
+                    .add(c.map_err(|e| ca_error(e.to_string()))?)
+                    .map_err(|e| ca_error(e.to_string()))?;
+            }
+            let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
+                .build()
+                .map_err(|e| ca_error(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut tls = builder.with_cert_resolver(cert);
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tls)
 }
 
 /// Serves until SIGTERM or Ctrl-C, then drains connections.
 pub async fn serve(config: &Config, state: AppState) -> Result<(), ServeError> {
-    let tls = RustlsConfig::from_pem_file(&config.tls_cert, &config.tls_key)
-        .await
-        .map_err(|source| ServeError::Tls {
+    let certified = load_certified_key(&config.tls_cert, &config.tls_key).map_err(|message| {
+        ServeError::Tls {
             cert: config.tls_cert.clone(),
             key: config.tls_key.clone(),
-            source,
-        })?;
+            message,
+        }
+    })?;
+    let cert = Arc::new(ReloadingCert(ArcSwap::from_pointee(certified)));
+    let tls = Arc::new(tls_config(config, cert.clone())?);
     state.tls_ready.store(true, Ordering::Release);
     tokio::spawn(watch_certificate(
-        tls.clone(),
+        cert,
         config.tls_cert.clone(),
         config.tls_key.clone(),
         config.tls_reload_interval,
     ));
 
-    let handle = axum_server::Handle::new();
-    let health_listener = tokio::net::TcpListener::bind(config.metrics_listen)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: config.metrics_listen,
-            source,
-        })?;
-    let health = health_router(state.clone());
-    let shutdown_handle = handle.clone();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down: draining connections");
-        shutdown_handle.graceful_shutdown(Some(Duration::from_secs(10)));
-        let _ = stop_tx.send(true);
-    });
-    let mut health_stop = stop_rx.clone();
-    let health_task = tokio::spawn(async move {
-        axum::serve(health_listener, health)
-            .with_graceful_shutdown(async move {
-                let _ = health_stop.wait_for(|stop| *stop).await;
-            })
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
             .await
-    });
+            .map_err(|source| ServeError::Listen { addr, source })
+    };
+    let admission_listener = bind(config.listen).await?;
+    let health_listener = bind(config.metrics_listen).await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let limits = state.limits;
+    let health_task = {
+        let state = state.clone();
+        tokio::spawn(accept_loop(
+            health_listener,
+            None,
+            limits,
+            limits.max_health_connections,
+            stop_rx.clone(),
+            state.metrics.clone(),
+            false,
+            move |req| health(state.clone(), req),
+        ))
+    };
+    let admission_task = {
+        let state = state.clone();
+        tokio::spawn(accept_loop(
+            admission_listener,
+            Some(TlsAcceptor::from(tls)),
+            limits,
+            limits.max_connections,
+            stop_rx,
+            state.metrics.clone(),
+            true,
+            move |req| admission(state.clone(), req),
+        ))
+    };
     tracing::info!(listen = %config.listen, metrics = %config.metrics_listen, "portcullis-webhook serving");
-    let app = admission_router(state, config.max_body_bytes);
-    axum_server::bind_rustls(config.listen, tls)
-        .handle(handle)
-        .serve(app.into_make_service())
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    if let Ok(Err(e)) = health_task.await {
-        tracing::warn!(error = %e, "health endpoint stopped with an error");
+
+    shutdown_signal().await;
+    state.shutting_down.store(true, Ordering::Release);
+    if !config.shutdown_delay.is_zero() {
+        // Keep answering while the endpoint is removed from the Service, so a
+        // rollout never leaves the API server without a ready endpoint.
+        tracing::info!(
+            delay_ms = config.shutdown_delay.as_millis() as u64,
+            "shutting down: waiting before closing listeners"
+        );
+        tokio::time::sleep(config.shutdown_delay).await;
     }
+    tracing::info!("shutting down: draining connections");
+    let _ = stop_tx.send(true);
+    let _ = admission_task.await;
+    let _ = health_task.await;
     Ok(())
+}
+
+/// Accepts connections up to `max`, serves each with the bounds, and on
+/// `stop` closes the listener and waits (at most the drain timeout) for open
+/// connections to finish their current request.
+#[allow(clippy::too_many_arguments)]
+async fn accept_loop<H, F>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    limits: ServerLimits,
+    max: usize,
+    mut stop: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+    count: bool,
+    handler: H,
+) where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(max.max(1)));
+    loop {
+        let stopped = async {
+            let _ = stop.wait_for(|s| *s).await.map(|_| ());
+        };
+        let accepted = tokio::select! {
+            () = stopped => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, _peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            if count {
+                metrics.connection_refused();
+            }
+            drop(tcp);
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let tls = tls.clone();
+        let handler = handler.clone();
+        let stop = stop.clone();
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let _open = count.then(|| OpenConnection::new(metrics));
+            match tls {
+                Some(acceptor) => {
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await
+                    else {
+                        return;
+                    };
+                    serve_connection(stream, limits, stop, handler).await;
+                }
+                None => serve_connection(tcp, limits, stop, handler).await,
+            }
+        });
+    }
+    drop(listener);
+    // Every slot back means every connection closed.
+    let _ = tokio::time::timeout(
+        limits.drain_timeout,
+        slots.acquire_many(u32::try_from(max.max(1)).unwrap_or(u32::MAX)),
+    )
+    .await;
+}
+
+struct OpenConnection(Arc<Metrics>);
+
+impl OpenConnection {
+    fn new(metrics: Arc<Metrics>) -> Self {
+        metrics.connection(1);
+        OpenConnection(metrics)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.connection(-1);
+    }
+}
+
+async fn serve_connection<S, H, F>(
+    stream: S,
+    limits: ServerLimits,
+    mut stop: watch::Receiver<bool>,
+    handler: H,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
+    let service = hyper::service::service_fn(move |req| {
+        let f = handler(req);
+        async move { Ok::<_, Infallible>(f.await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(64 * 1024)
+        .keep_alive(true)
+        .serve_connection(io, service);
+    tokio::pin!(conn);
+    let stopped = async move {
+        // The guard `wait_for` returns must not live across an await.
+        let _ = stop.wait_for(|s| *s).await.map(|_| ());
+    };
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        () = stopped => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(limits.drain_timeout, conn).await;
+        }
+    }
+}
+
+/// Closes a connection on which no byte moved for the idle timeout: idle
+/// keep-alive connections and stalled uploads give their slot back.
+struct IdleTimeout<S> {
+    inner: S,
+    idle: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<S> IdleTimeout<S> {
+    fn new(inner: S, idle: Duration) -> Self {
+        IdleTimeout {
+            inner,
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+
+    fn progress(&mut self) {
+        let at = tokio::time::Instant::now() + self.idle;
+        self.timer.as_mut().reset(at);
+    }
+
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.timer.as_mut().poll(cx).is_ready()
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for IdleTimeout<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    self.progress();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection idle",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write(cx, data) {
+            Poll::Ready(Ok(n)) => {
+                self.progress();
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client not reading",
+            ))),
+            other => other,
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// Reloads the certificate when either file changes (cert-manager and the
 /// operator replace Secret files atomically). Existing connections keep their
 /// session; new handshakes use the new certificate. A broken pair is logged
 /// and the old one kept.
-async fn watch_certificate(tls: RustlsConfig, cert: PathBuf, key: PathBuf, every: Duration) {
-    let mut seen = (modified(&cert), modified(&key));
+async fn watch_certificate(
+    cert: Arc<ReloadingCert>,
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    every: Duration,
+) {
+    let mut seen = (modified(&cert_path), modified(&key_path));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let now = (modified(&cert), modified(&key));
+        let now = (modified(&cert_path), modified(&key_path));
         if now == seen {
             continue;
         }
-        match tls.reload_from_pem_file(&cert, &key).await {
-            Ok(()) => {
-                tracing::info!(cert = %cert.display(), "serving certificate reloaded");
+        match load_certified_key(&cert_path, &key_path) {
+            Ok(k) => {
+                cert.0.store(Arc::new(k));
+                tracing::info!(cert = %cert_path.display(), "serving certificate reloaded");
                 seen = now;
             }
             Err(e) => {

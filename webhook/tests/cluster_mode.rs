@@ -12,12 +12,11 @@ use std::time::{Duration, Instant};
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use kube::client::Body;
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionReview};
 use kube::runtime::events::{Recorder, Reporter};
-use portcullis_webhook::gate::{Gate, reference_cache};
+use portcullis_webhook::admission::decode_review;
+use portcullis_webhook::gate::{EventSink, Gate};
 use portcullis_webhook::metrics::Metrics;
-use portcullis_webhook::policies::{PolicyStore, run_reflectors};
+use portcullis_webhook::policies::{InvalidRulePolicy, PolicyStore, run_reflectors};
 use portcullis_webhook::registry::access::{CredentialResolver, SecretStore};
 use portcullis_webhook::registry::lookup::{ImageLookup, LookupSettings};
 use portcullis_webhook::registry::{ClientSettings, RegistryClient};
@@ -92,6 +91,7 @@ async fn policies_come_from_reflectors_and_denials_publish_events() {
         client.clone(),
         store.clone(),
         metrics.clone(),
+        InvalidRulePolicy::Deny,
     ));
 
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -106,40 +106,38 @@ async fn policies_come_from_reflectors_and_denials_publish_events() {
     assert!(metrics.render().contains("portcullis_policies_loaded 1"));
 
     let registry = RegistryClient::new(ClientSettings::default(), metrics.clone()).unwrap();
-    let gate = Gate {
-        store: store.clone(),
-        lookup: ImageLookup::new(registry.clone(), LookupSettings::default(), metrics.clone()),
-        credentials: CredentialResolver::new(
+    let mut gate = Gate::new(
+        store.clone(),
+        ImageLookup::new(registry.clone(), LookupSettings::default(), metrics.clone()),
+        CredentialResolver::new(
             SecretStore::kube(client.clone(), Duration::from_secs(30)),
             None,
             registry,
         ),
-        failures: Default::default(),
-        deadline: Duration::from_secs(2),
-        metrics: metrics.clone(),
-        recorder: Some(Recorder::new(
+        metrics.clone(),
+    );
+    gate.deadline = Duration::from_secs(2);
+    gate.events = Some(EventSink::start(
+        Recorder::new(
             client,
             Reporter {
                 controller: "portcullis-webhook".into(),
                 instance: None,
             },
-        )),
-        references: reference_cache(),
-    };
+        ),
+        16,
+    ));
     // An image reference no registry could serve: denied without a lookup.
     let mut dep = support::kubectl(&["deployment", "web", "--image=nginx"], "shop");
     dep["spec"]["template"]["spec"]["containers"][0]["image"] =
         "Registry.Example.com/UPPER:1".into();
-    let review: AdmissionReview<DynamicObject> =
-        serde_json::from_value(support::review_for("CREATE", &dep, None)).unwrap();
-    let req: AdmissionRequest<DynamicObject> = review.try_into().unwrap();
-    let resp = gate.review(&req).await;
+    let review =
+        decode_review(&serde_json::to_vec(&support::review_for("CREATE", &dep, None)).unwrap())
+            .unwrap();
+    let resp = gate.review(&review).await;
     assert!(!resp.allowed);
-    assert!(
-        resp.result.message.ends_with("(reason InvalidReference)"),
-        "{}",
-        resp.result.message
-    );
+    let message = resp.message.unwrap_or_default();
+    assert!(message.ends_with("(reason InvalidReference)"), "{message}");
 
     // Requests seen: the two LISTs, the WATCHes, then exactly one Event.
     let deadline = Instant::now() + Duration::from_secs(5);

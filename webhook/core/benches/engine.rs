@@ -118,8 +118,8 @@ fn engine(c: &mut Criterion) {
         workload: Some("checkout"),
         pod_name: None,
         labels: &labels,
-        container: "web",
-        image: &image,
+        container: Some("web"),
+        image: Some(&image),
         digest: None,
     };
     let failures = FailureActions::default();

@@ -3,7 +3,10 @@
 //! normalisation, severity and the gating engine. Nothing here does I/O,
 //! reads a clock or needs an async runtime.
 
+pub mod admission;
+pub mod documents;
 pub mod engine;
 pub mod findings;
+pub mod pattern;
 pub mod reference;
 pub mod severity;

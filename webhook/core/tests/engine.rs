@@ -12,8 +12,9 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use portcullis_core::engine::{
-    Action, ContainerDecision, Decision, Evidence, FailureActions, FailureClass, GateFinding,
-    PolicySet, ReasonCode, ScanSummary, Subject, aggregate, limits,
+    Action, AnswerOptions, ContainerDecision, Decision, Evidence, FailureActions, FailureClass,
+    GateFinding, PolicySet, ReasonCode, ScanSummary, Subject, TargetEvidence, aggregate,
+    aggregate_with, limits,
 };
 use portcullis_core::reference::ImageRef;
 use portcullis_core::severity::Severity::{self, *};
@@ -77,8 +78,8 @@ impl Pod {
             workload: self.workload.as_deref(),
             pod_name: self.pod_name.as_deref(),
             labels: &self.labels,
-            container: &self.container,
-            image: &self.image,
+            container: Some(&self.container),
+            image: Some(&self.image),
             digest: self.digest.as_deref(),
         }
     }
@@ -922,4 +923,264 @@ fn invalid_rules_are_refused_with_the_reason() {
     );
     assert!(compile("action: Deny\nconditions: {forbiddenCves: [X]}\nscope: [{matcherType: Label, values: [a]}]").is_err_and(|e| e.contains("needs a key")));
     assert!(compile("action: Deny\nconditions: {forbiddenCves: [X]}").is_ok());
+}
+
+// ------------------------------------------- hardening: identity and bypasses
+
+/// Every spelling containerd reads as the registry a rule names falls under
+/// that rule (issue 8: `Registry.Example.Com/app:1` escaped a Deny rule).
+#[test]
+fn registry_scope_cannot_be_escaped_by_case_port_or_numeric_tricks() {
+    let set = policies(&[(
+        "deny-internal",
+        "action: Deny\nconditions: {maxAllowedSeverities: {critical: 0}}\nscope: [{matcherType: Registry, values: [registry.example.com, localhost, 'reg.local:5000', '127.0.0.1:5000']}]",
+    )]);
+    let critical = scan(&[("C", Critical, true)]);
+    for image in [
+        "Registry.Example.Com/app:1",
+        "REGISTRY.EXAMPLE.COM/app:1",
+        "registry.example.com:443/app:1",
+        "LOCALHOST/app:1",
+        "LocalHost/shop/payments:4.2",
+        "Reg.Local:5000/app",
+        "127.1:5000/app",
+        "0x7f.0.0.1:5000/app",
+        "2130706433:5000/app",
+    ] {
+        assert_eq!(
+            judge(&set, &pod(image), &critical).action,
+            Action::Deny,
+            "{image}"
+        );
+    }
+    // Neither Docker Hub nor look-alike hosts are in scope.
+    for image in [
+        "nginx",
+        "registry.example.com.evil.net/app",
+        "reg.local:5001/app",
+    ] {
+        assert_eq!(
+            judge(&set, &pod(image), &critical).action,
+            Action::Allow,
+            "{image}"
+        );
+    }
+}
+
+#[test]
+fn star_in_a_registry_pattern_never_crosses_a_dot() {
+    // Before: `mcr.microsoft.com*` matched `mcr.microsoft.com.evil.net`, so
+    // an exemption meant for Microsoft's registry exempted anyone's.
+    let set = policies(&[(
+        "r",
+        "action: Deny\nconditions: {maxAllowedSeverities: {critical: 0}}\nexemptions: [{type: Registry, operator: Glob, value: 'mcr.microsoft.com*'}, {type: Registry, operator: Glob, value: '*.azurecr.io'}]",
+    )]);
+    let critical = scan(&[("C", Critical, true)]);
+    for (image, exempt) in [
+        ("mcr.microsoft.com/dotnet/runtime:8.0", true),
+        ("mcr.microsoft.com.evil.net/dotnet/runtime:8.0", false),
+        ("team.azurecr.io/app:1", true),
+        ("evil-azurecr.io/app:1", false),
+        ("team.azurecr.io.evil.net/app:1", false),
+        ("a.b.azurecr.io/app:1", false),
+    ] {
+        let d = judge(&set, &pod(image), &critical);
+        assert_eq!(d.action == Action::Allow, exempt, "{image}");
+    }
+}
+
+#[test]
+fn registry_operators_that_would_cross_the_host_boundary_are_refused() {
+    let compile = |yaml: &str| {
+        PolicySet::compile([("bad", &spec(yaml))])
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let base = "action: Deny\nconditions: {maxAllowedSeverities: {critical: 0}}\n";
+    for bad in [
+        "exemptions: [{type: Registry, operator: StartsWith, value: mcr.microsoft.com}]",
+        "exemptions: [{type: Registry, operator: Contains, value: azurecr}]",
+        "exemptions: [{type: Registry, operator: EndsWith, value: azurecr.io}]",
+        "exemptions: [{type: Repository, operator: Contains, value: evil.net/app}]",
+        "scope: [{matcherType: Registry, operator: Equals, values: ['*.azurecr.io']}]",
+        "scope: [{matcherType: Registry, values: ['registry.example.com/team']}]",
+        "conditions: {allowedRegistries: ['bad host']}",
+        "findings: {unsupportedRegistries: ['host:99999']}",
+    ] {
+        let yaml = if bad.starts_with("conditions") {
+            format!("action: Deny\n{bad}")
+        } else {
+            format!("{base}{bad}")
+        };
+        let e = compile(&yaml).expect_err(bad);
+        assert!(e.contains("rule bad: "), "{e}");
+    }
+    let e = compile(&format!(
+        "{base}scope: [{{matcherType: Repository, values: [ok.io/a, 'x y/z']}}]"
+    ))
+    .expect_err("bad value");
+    assert!(e.contains("scope[0].values[1]"), "{e}");
+}
+
+#[test]
+fn an_ignored_cve_listed_twice_is_subtracted_once() {
+    let set = policies(&[(
+        "r",
+        "action: Deny\nconditions: {maxAllowedSeverities: {critical: 0}}\nignoredCves: [{id: CVE-A}, {id: CVE-A, expires: 2030-01-01}]",
+    )]);
+    // Two critical findings; only CVE-A is ignored, so one remains.
+    let d = judge(
+        &set,
+        &pod("nginx"),
+        &scan(&[("CVE-A", Critical, true), ("CVE-B", Critical, true)]),
+    );
+    assert_eq!(d.action, Action::Deny);
+    assert_eq!(
+        d.deciding().expect("violation").message,
+        "Image contains 1 critical CVEs, which is more than the allowed count of: 0"
+    );
+}
+
+/// The engine owns the InvalidReference verdict: rules whose scope the rest
+/// of the subject decides are weighed; scope on the unreadable image counts
+/// as matching.
+#[test]
+fn an_invalid_reference_is_judged_against_the_rules_that_could_cover_it() {
+    let set = policies(&[
+        (
+            "prod-only",
+            "action: Deny\nconditions: {maxAllowedSeverities: {critical: 0}}\nscope: [{matcherType: Namespace, values: ['prod-*']}]",
+        ),
+        (
+            "acr-only",
+            "action: Deny\nconditions: {maxAllowedSeverities: {critical: 0}}\nscope: [{matcherType: Registry, values: ['*.azurecr.io']}]\nexemptions: [{type: Registry, value: myacr.azurecr.io}]",
+        ),
+    ]);
+    let p = pod("nginx");
+    let subject = |namespace: &'static str| Subject {
+        namespace,
+        image: None,
+        digest: None,
+        ..p.subject()
+    };
+    let judge_invalid = |s: &Subject<'_>| {
+        set.evaluate_unidentified(
+            s,
+            FailureClass::InvalidReference,
+            "image reference \"Bad:Name\": ...",
+            &FailureActions::default(),
+            now(),
+        )
+    };
+    let d = judge_invalid(&subject("prod-eu"));
+    assert_eq!((d.action, d.applicable_rules), (Action::Deny, 2));
+    assert_eq!(
+        d.reason(),
+        ReasonCode::Failure(FailureClass::InvalidReference)
+    );
+    // Out of the namespace rule's scope, the registry rule still might apply.
+    let d = judge_invalid(&subject("dev"));
+    assert_eq!((d.action, d.applicable_rules), (Action::Deny, 1));
+    // No rule at all: nothing to enforce.
+    let none = policies(&[]);
+    let d = none.evaluate_unidentified(
+        &subject("dev"),
+        FailureClass::InvalidReference,
+        "",
+        &FailureActions::default(),
+        now(),
+    );
+    assert_eq!(d.action, Action::Allow);
+}
+
+#[test]
+fn too_many_images_is_limit_exceeded_and_denied_by_default() {
+    let set = policies(&[("audit", DEFAULT_AUDIT)]);
+    let p = pod("nginx");
+    let s = Subject {
+        container: None,
+        image: None,
+        digest: None,
+        ..p.subject()
+    };
+    let d = set.evaluate_unidentified(
+        &s,
+        FailureClass::LimitExceeded,
+        "40000 distinct images, more than the 64 judged per request",
+        &FailureActions::default(),
+        now(),
+    );
+    assert_eq!(d.action, Action::Deny);
+    assert_eq!(
+        d.message("Pod checkout"),
+        Some("Pod checkout: There is more to judge than the webhook's limits allow: 40000 distinct images, more than the 64 judged per request (reason LimitExceeded)".into())
+    );
+}
+
+/// The engine owns multi-platform aggregation: every platform must pass, and
+/// the strictest names itself.
+#[test]
+fn the_strictest_platform_decides() {
+    let set = policies(&[(
+        "deny-critical",
+        "action: Deny\nconditions: {maxAllowedSeverities: {critical: 0}}",
+    )]);
+    let clean = scan(&[("M", Medium, true)]);
+    let critical = scan(&[("C", Critical, true)]);
+    let p = pod("nginx");
+    let targets = [
+        TargetEvidence {
+            digest: "sha256:1111111111111111111111111111111111111111111111111111111111111111",
+            evidence: Evidence::Scanned(&clean),
+        },
+        TargetEvidence {
+            digest: "sha256:2222222222222222222222222222222222222222222222222222222222222222",
+            evidence: Evidence::Scanned(&critical),
+        },
+        TargetEvidence {
+            digest: "sha256:3333333333333333333333333333333333333333333333333333333333333333",
+            evidence: Evidence::Scanned(&critical),
+        },
+    ];
+    let (d, which) =
+        set.evaluate_targets(&p.subject(), &targets, &FailureActions::default(), now());
+    assert_eq!((d.action, which), (Action::Deny, Some(1)));
+    // A digest exemption for the one bad platform only lifts that platform.
+    let exempt = policies(&[(
+        "deny-critical",
+        "action: Deny\nconditions: {maxAllowedSeverities: {critical: 0}}\nexemptions: [{type: ImageDigest, value: 'sha256:2222222222222222222222222222222222222222222222222222222222222222'}]",
+    )]);
+    let (d, which) =
+        exempt.evaluate_targets(&p.subject(), &targets, &FailureActions::default(), now());
+    assert_eq!((d.action, which), (Action::Deny, Some(2)));
+    // Nothing looked up at all: judged as unscanned.
+    let (d, which) = set.evaluate_targets(&p.subject(), &[], &FailureActions::default(), now());
+    assert_eq!((d.action, which), (Action::Allow, None));
+}
+
+#[test]
+fn audit_only_turns_every_deny_into_a_warning_that_says_so() {
+    let set = policies(&[(
+        "deny-critical",
+        "action: Deny\nconditions: {maxAllowedSeverities: {critical: 0}}",
+    )]);
+    let p = pod("mysql:8");
+    let denied = ContainerDecision {
+        container: "db".into(),
+        image: p.image.to_string(),
+        decision: judge(&set, &p, &scan(&[("CVE-C", Critical, true)])),
+    };
+    let a = aggregate_with(
+        std::slice::from_ref(&denied),
+        AnswerOptions { audit_only: true },
+    );
+    assert!(a.allowed);
+    assert_eq!(a.action, Action::Audit);
+    assert_eq!(a.message, None);
+    assert_eq!(
+        a.warnings,
+        [
+            "portcullis audit-only, would deny: docker.io/library/mysql:8: Image contains 1 critical CVEs, which is more than the allowed count of: 0 (rule deny-critical)"
+        ]
+    );
 }

@@ -208,8 +208,8 @@ fn decide_named(
         workload: Some("checkout"),
         pod_name: None,
         labels: &w.labels,
-        container: "web",
-        image: &w.image,
+        container: Some("web"),
+        image: Some(&w.image),
         digest: None,
     };
     let summary = ScanSummary::new(findings.iter().cloned(), Some(now()));

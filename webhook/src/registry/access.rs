@@ -9,8 +9,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::ResourceExt;
 use moka::future::Cache;
+use portcullis_core::pattern::HostGlob;
+use portcullis_core::reference::RegistryHost;
 use portcullis_crds::{RegistryAccess, RegistryAuth, RegistryAuthType};
-use wildmatch::WildMatch;
 
 use super::auth::{Credentials, docker_config_credentials};
 use super::client::RegistryClient;
@@ -21,7 +22,7 @@ use crate::engine::FailureClass;
 #[derive(Debug, Clone)]
 struct AccessRule {
     name: String,
-    patterns: Vec<WildMatch>,
+    patterns: Vec<HostGlob>,
     auth: RegistryAuth,
 }
 
@@ -33,23 +34,36 @@ pub struct AccessConfig {
 
 impl AccessConfig {
     /// Compiles RegistryAccess objects; order is by name, so the result does
-    /// not depend on the order they were listed in.
-    pub fn new(objects: impl IntoIterator<Item = RegistryAccess>) -> Self {
+    /// not depend on the order they were listed in. An object with a pattern
+    /// that does not parse is left out and reported (its registries are then
+    /// read anonymously, which can only fail, never admit more).
+    pub fn compile(objects: impl IntoIterator<Item = RegistryAccess>) -> (Self, Vec<String>) {
+        let mut errors = Vec::new();
         let mut rules: Vec<AccessRule> = objects
             .into_iter()
-            .map(|o| AccessRule {
-                name: o.name_any(),
-                patterns: o
+            .filter_map(|o| {
+                let name = o.name_any();
+                let patterns = o
                     .spec
                     .registries
                     .iter()
-                    .map(|p| WildMatch::new(&p.to_ascii_lowercase()))
-                    .collect(),
-                auth: o.spec.auth,
+                    .map(|p| HostGlob::parse(p, true))
+                    .collect::<Result<Vec<_>, _>>();
+                match patterns {
+                    Ok(patterns) => Some(AccessRule {
+                        name,
+                        patterns,
+                        auth: o.spec.auth,
+                    }),
+                    Err(e) => {
+                        errors.push(format!("RegistryAccess {name}: registries: {e}"));
+                        None
+                    }
+                }
             })
             .collect();
         rules.sort_by(|a, b| a.name.cmp(&b.name));
-        AccessConfig { rules }
+        (AccessConfig { rules }, errors)
     }
 
     /// Number of objects.
@@ -62,11 +76,19 @@ impl AccessConfig {
         self.rules.is_empty()
     }
 
-    fn rule_for(&self, registry: &str) -> Option<&AccessRule> {
-        let registry = registry.to_ascii_lowercase();
+    fn rule_for(&self, registry: &RegistryHost) -> Option<&AccessRule> {
         self.rules
             .iter()
-            .find(|r| r.patterns.iter().any(|p| p.matches(&registry)))
+            .find(|r| r.patterns.iter().any(|p| p.matches(registry)))
+    }
+
+    /// The pattern (as written) of the first RegistryAccess that covers
+    /// `registry`: a bounded metrics label.
+    pub fn pattern_for(&self, registry: &RegistryHost) -> Option<&str> {
+        self.rules
+            .iter()
+            .find_map(|r| r.patterns.iter().find(|p| p.matches(registry)))
+            .map(HostGlob::as_str)
     }
 }
 
@@ -217,10 +239,11 @@ impl CredentialResolver {
     pub async fn credentials(
         &self,
         config: &AccessConfig,
-        registry: &str,
+        host: &RegistryHost,
         pod: PodIdentity<'_>,
     ) -> Result<Credentials, LookupFailure> {
-        let Some(rule) = config.rule_for(registry) else {
+        let registry = host.as_str();
+        let Some(rule) = config.rule_for(host) else {
             return Ok(Credentials::Anonymous);
         };
         let fail = |detail: String| LookupFailure {
@@ -330,7 +353,11 @@ impl CredentialResolver {
                 } else {
                     "https"
                 };
-                this.client.settings().guard.check_registry(&registry)?;
+                this.client
+                    .settings()
+                    .guard
+                    .check_text(&registry)
+                    .map_err(|e| e.to_string())?;
                 let exchange: serde_json::Value = this
                     .post_form(
                         &format!("{scheme}://{registry}/oauth2/exchange"),

@@ -15,9 +15,13 @@ use reqwest::header::{
 };
 use sha2::{Digest as _, Sha256, Sha512};
 
+use portcullis_core::reference::RegistryHost;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use super::auth::{Challenge, Credentials, TokenResponse, parse_challenge};
+use super::dns::{DnsResolver, DnsSettings};
 use super::error::{Operation, RegistryError};
-use super::guard::{BlockedResolution, DestinationGuard, GuardedResolver};
+use super::guard::{Blocked, BlockedResolution, DestinationGuard, GuardedResolver};
 use crate::metrics::Metrics;
 
 /// Manifest media types asked for when resolving an image.
@@ -30,9 +34,10 @@ pub const ARTIFACT_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json";
 /// Settings of the registry client.
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
-    /// Registries (`host:port`) spoken to over plain HTTP.
+    /// Registries (normalised `host[:port]`) spoken to over plain HTTP.
     pub insecure: HashSet<String>,
-    /// Token realm hosts that may receive basic credentials of another registry.
+    /// Token realm hosts (normalised `host[:port]`) that may receive basic
+    /// credentials of another registry.
     pub trusted_realms: HashSet<String>,
     /// The destination guard.
     pub guard: Arc<DestinationGuard>,
@@ -46,6 +51,14 @@ pub struct ClientSettings {
     pub max_blob_bytes: usize,
     /// Extra CA certificates (PEM) trusted for registries.
     pub extra_roots: Vec<reqwest::Certificate>,
+    /// Name resolution.
+    pub dns: DnsSettings,
+    /// Registry requests in flight at once, all registries together.
+    pub max_in_flight: usize,
+    /// Registry requests in flight at once to one registry.
+    pub max_in_flight_per_registry: usize,
+    /// Memory for cached bearer tokens, in bytes.
+    pub token_cache_bytes: u64,
 }
 
 impl Default for ClientSettings {
@@ -59,6 +72,10 @@ impl Default for ClientSettings {
             max_manifest_bytes: 4 * 1024 * 1024,
             max_blob_bytes: 32 * 1024 * 1024,
             extra_roots: Vec::new(),
+            dns: DnsSettings::default(),
+            max_in_flight: 256,
+            max_in_flight_per_registry: 32,
+            token_cache_bytes: 4 << 20,
         }
     }
 }
@@ -66,8 +83,11 @@ impl Default for ClientSettings {
 /// Where to read: a repository in a registry, with credentials for it only.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Target {
-    /// Registry as written in image names (`docker.io`, `host:port`).
-    pub registry: String,
+    /// The registry, normalised (`docker.io`, `host:port`).
+    pub registry: RegistryHost,
+    /// The registry's bounded metrics label: a configured pattern or a
+    /// well-known registry, else `other` (image names come from users).
+    pub label: Arc<str>,
     /// Repository path.
     pub repository: String,
     /// Credentials for this registry.
@@ -98,6 +118,10 @@ pub struct RegistryClient {
     basic: Cache<String, ()>,
     /// Registries that answered 429, until when.
     backoff: Cache<String, Instant>,
+    /// Requests in flight, all registries.
+    in_flight: Arc<Semaphore>,
+    /// Requests in flight per registry.
+    per_registry: Cache<String, Arc<Semaphore>>,
     metrics: Arc<Metrics>,
 }
 
@@ -114,26 +138,23 @@ impl RegistryClient {
     pub fn new(settings: ClientSettings, metrics: Arc<Metrics>) -> Result<Self, RegistryError> {
         let guard = settings.guard.clone();
         let redirect_guard = guard.clone();
+        let dns = DnsResolver::new(&settings.dns).map_err(RegistryError::Setup)?;
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("portcullis-webhook/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
-            .dns_resolver(GuardedResolver(guard))
+            .pool_max_idle_per_host(settings.max_in_flight_per_registry)
+            .dns_resolver(GuardedResolver { guard, dns })
             // Blob redirects (to object storage) are followed, but never into a
             // refused address; reqwest drops Authorization on a host change.
             .redirect(reqwest::redirect::Policy::custom(move |attempt| {
                 if attempt.previous().len() >= 5 {
                     return attempt.error("too many redirects");
                 }
-                let host = match (attempt.url().host_str(), attempt.url().port()) {
-                    (Some(h), Some(p)) => format!("{h}:{p}"),
-                    (Some(h), None) => h.to_owned(),
-                    _ => return attempt.error("redirect without host"),
-                };
-                match redirect_guard.check_registry(&host) {
+                match redirect_guard.check_url(attempt.url()) {
                     Ok(()) => attempt.follow(),
-                    Err(e) => attempt.error(e),
+                    Err(blocked) => attempt.error(blocked),
                 }
             }));
         for root in &settings.extra_roots {
@@ -142,17 +163,27 @@ impl RegistryClient {
         let http = builder
             .build()
             .map_err(|e| RegistryError::Setup(e.to_string()))?;
+        let token_cache_bytes = settings.token_cache_bytes;
+        let max_in_flight = settings.max_in_flight.max(1);
         Ok(RegistryClient {
             http,
             settings: Arc::new(settings),
             tokens: Cache::builder()
-                .max_capacity(10_000)
+                .weigher(|k: &TokenKey, v: &Arc<str>| {
+                    crate::cache::weight(k.0.len() + k.1.len() + k.2.len() + v.len())
+                })
+                .max_capacity(token_cache_bytes)
                 .time_to_live(Duration::from_secs(3600))
                 .build(),
             basic: Cache::builder().max_capacity(1_000).build(),
             backoff: Cache::builder()
                 .max_capacity(1_000)
                 .time_to_live(Duration::from_secs(600))
+                .build(),
+            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            per_registry: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_idle(Duration::from_secs(600))
                 .build(),
             metrics,
         })
@@ -275,14 +306,14 @@ impl RegistryClient {
     }
 
     fn repo_url(&self, target: &Target) -> String {
-        let scheme = if self.settings.insecure.contains(&target.registry) {
+        let scheme = if self.settings.insecure.contains(target.registry.as_str()) {
             "http"
         } else {
             "https"
         };
         format!(
             "{scheme}://{}/v2/{}",
-            api_host(&target.registry),
+            api_host(target.registry.as_str()),
             target.repository
         )
     }
@@ -298,9 +329,9 @@ impl RegistryClient {
     ) -> Result<reqwest::Response, RegistryError> {
         self.settings
             .guard
-            .check_registry(&target.registry)
-            .map_err(|reason| RegistryError::Blocked { reason })?;
-        if let Some(until) = self.backoff.get(&target.registry).await {
+            .check(&target.registry)
+            .map_err(|Blocked(reason)| RegistryError::Blocked { reason })?;
+        if let Some(until) = self.backoff.get(target.registry.as_str()).await {
             let now = Instant::now();
             if until > now {
                 return Err(RegistryError::Throttled {
@@ -311,13 +342,15 @@ impl RegistryClient {
         }
         let scope = format!("repository:{}:pull", target.repository);
         let key: TokenKey = (
-            target.registry.clone(),
+            target.registry.as_str().to_owned(),
             scope.clone(),
             target.credentials.fingerprint(),
         );
         let mut authorization = match self.tokens.get(&key).await {
             Some(token) => Some(format!("Bearer {token}")),
-            None if self.basic.contains_key(&target.registry) => target.credentials.basic_header(),
+            None if self.basic.contains_key(target.registry.as_str()) => {
+                target.credentials.basic_header()
+            }
             None => None,
         };
         for attempt in 0..2 {
@@ -342,7 +375,9 @@ impl RegistryClient {
                                 .into(),
                         });
                     };
-                    self.basic.insert(target.registry.clone(), ()).await;
+                    self.basic
+                        .insert(target.registry.as_str().to_owned(), ())
+                        .await;
                     Some(header)
                 }
                 Some(Challenge::Bearer { realm, service, .. }) => {
@@ -388,16 +423,48 @@ impl RegistryClient {
         if let Some(a) = authorization {
             req = req.header(AUTHORIZATION, a);
         }
-        self.send_measured(req, &target.registry, op)
+        let _permits = self.permits(target).await?;
+        self.send_measured(req, &target.label, op)
             .await
             .map_err(|e| transport_error(url, &e))
+    }
+
+    /// A slot among all requests in flight and among this registry's. A
+    /// request that cannot get one within its own time limit fails as
+    /// registry trouble instead of queueing without bound.
+    async fn permits(
+        &self,
+        target: &Target,
+    ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), RegistryError> {
+        let busy = |message: &str| RegistryError::Busy {
+            registry: target.registry.as_str().to_owned(),
+            message: message.to_owned(),
+        };
+        let per = self
+            .per_registry
+            .get_with_by_ref(target.registry.as_str(), async {
+                Arc::new(Semaphore::new(
+                    self.settings.max_in_flight_per_registry.max(1),
+                ))
+            })
+            .await;
+        let wait = self.settings.request_timeout;
+        let registry = tokio::time::timeout(wait, per.acquire_owned())
+            .await
+            .map_err(|_| busy("too many requests in flight to this registry"))?
+            .map_err(|_| busy("closed"))?;
+        let all = tokio::time::timeout(wait, self.in_flight.clone().acquire_owned())
+            .await
+            .map_err(|_| busy("too many registry requests in flight"))?
+            .map_err(|_| busy("closed"))?;
+        Ok((registry, all))
     }
 
     /// Sends and records the request's status and latency.
     async fn send_measured(
         &self,
         req: reqwest::RequestBuilder,
-        registry: &str,
+        label: &str,
         op: Operation,
     ) -> Result<reqwest::Response, reqwest::Error> {
         let started = Instant::now();
@@ -408,7 +475,7 @@ impl RegistryClient {
             Err(_) => "error".to_owned(),
         };
         self.metrics
-            .registry_request(registry, op.as_str(), &status, started.elapsed());
+            .registry_request(label, op.as_str(), &status, started.elapsed());
         result
     }
 
@@ -440,7 +507,7 @@ impl RegistryClient {
                 // hammered by every admission in the meantime.
                 let wait = Duration::from_secs(retry_after.unwrap_or(1).min(300));
                 self.backoff
-                    .insert(target.registry.clone(), Instant::now() + wait)
+                    .insert(target.registry.as_str().to_owned(), Instant::now() + wait)
                     .await;
                 RegistryError::Throttled { url, retry_after }
             }
@@ -463,15 +530,18 @@ impl RegistryClient {
             message,
         };
         let parsed = reqwest::Url::parse(realm).map_err(|e| err(format!("invalid realm: {e}")))?;
+        self.settings
+            .guard
+            .check_url(&parsed)
+            .map_err(|Blocked(reason)| RegistryError::Blocked { reason })?;
         let realm_host = match (parsed.host_str(), parsed.port()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),
             (Some(h), None) => h.to_owned(),
             _ => return Err(err("realm has no host".into())),
         };
-        self.settings
-            .guard
-            .check_registry(&realm_host)
-            .map_err(|reason| RegistryError::Blocked { reason })?;
+        let realm_host = RegistryHost::parse(&realm_host)
+            .map(|h| h.as_str().to_owned())
+            .unwrap_or(realm_host);
         let plain_ok = self.settings.insecure.contains(&realm_host);
         if parsed.scheme() != "https" && !(parsed.scheme() == "http" && plain_ok) {
             return Err(err(
@@ -480,13 +550,11 @@ impl RegistryClient {
         }
         // Same origin (host and port) as the registry, or Docker Hub's
         // well-known token service.
-        let registry_origin = api_host(&target.registry).to_ascii_lowercase();
-        let same_host = realm_host.eq_ignore_ascii_case(&registry_origin)
-            || (parsed.port().is_none()
-                && parsed.host_str().map(str::to_ascii_lowercase)
-                    == Some(registry_host(&target.registry).to_ascii_lowercase())
-                && !registry_origin.contains(':'))
-            || (target.registry == "docker.io" && realm_host == "auth.docker.io");
+        // `realm_host` is normalised like the registry (port 443 dropped), so
+        // same origin is string equality.
+        let same_host = realm_host == api_host(target.registry.as_str())
+            || realm_host == target.registry.as_str()
+            || (target.registry.is_docker_hub() && realm_host == "auth.docker.io");
         let mut req = self.http.get(parsed.clone()).query(&[("scope", scope)]);
         if let Some(s) = service {
             req = req.query(&[("service", s)]);
@@ -498,9 +566,11 @@ impl RegistryClient {
         {
             req = req.header(AUTHORIZATION, h);
         }
-        let result = self
-            .send_measured(req, &target.registry, Operation::Token)
-            .await;
+        let result = {
+            let _permits = self.permits(target).await?;
+            self.send_measured(req, &target.label, Operation::Token)
+                .await
+        };
         let resp = result.map_err(|e| match transport_error(realm, &e) {
             RegistryError::Transport { message, .. } => err(message),
             other => other,
@@ -564,17 +634,6 @@ fn api_host(registry: &str) -> &str {
     }
 }
 
-fn registry_host(registry: &str) -> &str {
-    let host = api_host(registry);
-    if host.starts_with('[') {
-        return host
-            .split(']')
-            .next()
-            .map_or(host, |h| h.trim_start_matches('['));
-    }
-    host.rsplit_once(':').map_or(host, |(h, _)| h)
-}
-
 fn parse_retry_after(value: &str) -> Option<u64> {
     if let Ok(secs) = value.trim().parse::<u64>() {
         return Some(secs);
@@ -585,11 +644,18 @@ fn parse_retry_after(value: &str) -> Option<u64> {
 }
 
 fn transport_error(url: &str, e: &reqwest::Error) -> RegistryError {
+    // Refusals from the resolver or the redirect policy are the guard's,
+    // whatever the HTTP stack wrapped them in.
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
         if let Some(blocked) = err.downcast_ref::<BlockedResolution>() {
             return RegistryError::Blocked {
                 reason: blocked.to_string(),
+            };
+        }
+        if let Some(Blocked(reason)) = err.downcast_ref::<Blocked>() {
+            return RegistryError::Blocked {
+                reason: format!("redirect refused: {reason}"),
             };
         }
         source = err.source();
@@ -691,7 +757,5 @@ mod tests {
     #[test]
     fn docker_hub_and_ports() {
         assert_eq!(api_host("docker.io"), "registry-1.docker.io");
-        assert_eq!(registry_host("r.example.com:5000"), "r.example.com");
-        assert_eq!(registry_host("[::1]:5000"), "::1");
     }
 }

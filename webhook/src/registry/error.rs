@@ -121,6 +121,21 @@ pub enum RegistryError {
         /// The digest of what came back.
         actual: String,
     },
+    /// More to fetch than the configured bounds allow (platforms of an
+    /// index, artifacts of an image).
+    #[error("{what}")]
+    Limit {
+        /// What exceeded which limit.
+        what: String,
+    },
+    /// The webhook's own bound on concurrent registry requests was reached.
+    #[error("{registry}: {message}")]
+    Busy {
+        /// The registry.
+        registry: String,
+        /// Which bound.
+        message: String,
+    },
     /// The content is not what it should be (unparseable manifest, ...).
     #[error("{url}: {message}")]
     BadContent {
@@ -139,6 +154,7 @@ impl RegistryError {
         let findings_content = matches!(op, Operation::ArtifactManifest | Operation::Blob);
         match self {
             Self::Blocked { .. } => FailureClass::BlockedDestination,
+            Self::Limit { .. } => FailureClass::LimitExceeded,
             Self::NotFound { .. } if op == Operation::ImageManifest => FailureClass::ImageNotFound,
             Self::NotFound { .. } if findings_content => FailureClass::MalformedFindings,
             Self::NotFound { .. } => FailureClass::RegistryUnavailable,
@@ -153,6 +169,7 @@ impl RegistryError {
             | Self::Token { .. }
             | Self::Status { .. }
             | Self::Timeout { .. }
+            | Self::Busy { .. }
             | Self::Transport { .. }
             | Self::TooLarge { .. }
             | Self::DigestMismatch { .. }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::client::{ARTIFACT_ACCEPT, IMAGE_ACCEPT, RegistryClient, Target, is_digest};
 use super::error::{Operation, RegistryError};
-use crate::cache::{Freshness, SwrCache};
+use crate::cache::{Freshness, SwrCache, weight};
 use crate::engine::{FailureClass, ScanSummary};
 use crate::findings::{FindingsError, FormatHint, Limits, parse_report_with};
 use crate::metrics::Metrics;
@@ -29,8 +29,11 @@ pub struct LookupSettings {
     pub max_stale: Duration,
     /// How long "no findings attached" is believed.
     pub no_findings: Duration,
-    /// Capacity of the findings cache, in findings.
-    pub max_cached_findings: u64,
+    /// Memory for the lookup caches together (tags, referrer results,
+    /// manifests, reports), in bytes; split by [`CacheBudget`].
+    pub max_cache_bytes: u64,
+    /// Platforms judged per index; an index with more is `LimitExceeded`.
+    pub max_platforms: usize,
     /// Findings artifacts tried per image, newest first.
     pub max_artifacts_tried: usize,
     /// Limits on one findings document.
@@ -43,7 +46,8 @@ impl Default for LookupSettings {
             fresh: Duration::from_secs(60),
             max_stale: Duration::from_secs(600),
             no_findings: Duration::from_secs(10),
-            max_cached_findings: 8_000_000,
+            max_cache_bytes: 128 << 20,
+            max_platforms: 32,
             max_artifacts_tried: 3,
             report_limits: Limits::default(),
         }
@@ -109,10 +113,52 @@ impl ImageEvidence {
     }
 }
 
+/// How one `--cache-max-bytes` budget is shared: reports hold almost all
+/// the bytes; the rest are small, numerous entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheBudget {
+    /// Findings summaries by artifact.
+    pub reports: u64,
+    /// Manifests by digest.
+    pub manifests: u64,
+    /// Tag → digest.
+    pub tags: u64,
+    /// Referrer results by digest.
+    pub referrers: u64,
+    /// Registry bearer tokens (held by the client).
+    pub tokens: u64,
+}
+
+impl CacheBudget {
+    /// Splits `total` bytes.
+    pub fn split(total: u64) -> Self {
+        let part = |pct: u64| total / 100 * pct;
+        CacheBudget {
+            reports: part(76),
+            manifests: part(8),
+            tags: part(6),
+            referrers: part(6),
+            tokens: part(4),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 enum ManifestKind {
     Image,
     Index(Vec<(String, String)>),
+    /// An index with more platforms than are judged (kept, since a digest's
+    /// content never changes, so it is not fetched again).
+    OverLimit(usize),
+}
+
+impl ManifestKind {
+    fn approx_bytes(&self) -> usize {
+        match self {
+            ManifestKind::Image | ManifestKind::OverLimit(_) => 16,
+            ManifestKind::Index(p) => p.iter().map(|(a, b)| a.len() + b.len() + 48).sum(),
+        }
+    }
 }
 
 /// Looks up images' findings; cheap to clone (one `Arc`), which matters
@@ -144,25 +190,34 @@ pub struct LookupState {
 impl ImageLookup {
     /// A lookup over `client`.
     pub fn new(client: RegistryClient, settings: LookupSettings, metrics: Arc<Metrics>) -> Self {
+        let budget = CacheBudget::split(settings.max_cache_bytes);
         ImageLookup(Arc::new(LookupState {
             tags: SwrCache::new(
                 "tag",
-                100_000,
+                budget.tags,
                 settings.fresh + settings.max_stale,
+                String::len,
                 metrics.clone(),
             ),
             findings: SwrCache::new(
                 "referrers",
-                100_000,
+                budget.referrers,
                 settings.fresh + settings.max_stale,
+                |f: &TargetFindings| match f {
+                    // The summary itself is weighed in `reports`.
+                    TargetFindings::Scanned { artifact, .. } => artifact.len() + 16,
+                    TargetFindings::NotScanned => 8,
+                    TargetFindings::Malformed(why) => why.len(),
+                },
                 metrics.clone(),
             ),
-            manifests: Cache::builder().max_capacity(100_000).build(),
+            manifests: Cache::builder()
+                .weigher(|k: &String, v: &Arc<ManifestKind>| weight(k.len() + v.approx_bytes()))
+                .max_capacity(budget.manifests)
+                .build(),
             reports: Cache::builder()
-                .weigher(|_k: &String, v: &Arc<ScanSummary>| {
-                    u32::try_from(v.len().max(1)).unwrap_or(u32::MAX)
-                })
-                .max_capacity(settings.max_cached_findings)
+                .weigher(|k: &String, v: &Arc<ScanSummary>| weight(k.len() + v.approx_bytes()))
+                .max_capacity(budget.reports)
                 .build(),
             client,
             settings,
@@ -175,7 +230,7 @@ impl ImageLookup {
         &self.client
     }
 
-    /// Entries and weighted size of the findings cache (findings), for tests
+    /// Entries and weighted size of the findings cache (bytes), for tests
     /// and the memory benchmark.
     pub async fn cached_findings(&self) -> (u64, u64) {
         self.reports.run_pending_tasks().await;
@@ -198,6 +253,15 @@ impl ImageLookup {
             }
         };
         let targets = match &*kind {
+            ManifestKind::OverLimit(n) => {
+                return ImageEvidence::failed(
+                    FailureClass::LimitExceeded,
+                    format!(
+                        "the image index {digest} lists {n} platforms, more than the {} judged (--max-platforms-per-index)",
+                        self.settings.max_platforms
+                    ),
+                );
+            }
             ManifestKind::Image => vec![TargetEvidence {
                 platform: None,
                 findings: self.target_findings(&target, &digest).await,
@@ -228,7 +292,7 @@ impl ImageLookup {
         let tag = image.tag().unwrap_or("latest").to_owned();
         let key = format!(
             "{}/{}:{tag}|{}",
-            target.registry,
+            target.registry.as_str(),
             target.repository,
             target.credentials.fingerprint()
         );
@@ -249,7 +313,11 @@ impl ImageLookup {
                         .manifest(&target, &tag, IMAGE_ACCEPT, Operation::ImageManifest)
                         .await?;
                     // The manifest just fetched is immutable under its digest.
-                    let kind = manifest_kind(&fetched.bytes, &fetched.digest)?;
+                    let kind = manifest_kind(
+                        &fetched.bytes,
+                        &fetched.digest,
+                        this.settings.max_platforms,
+                    )?;
                     this.manifests
                         .insert(manifest_key(&target, &fetched.digest), Arc::new(kind))
                         .await;
@@ -277,7 +345,8 @@ impl ImageLookup {
                     .client
                     .manifest(target, digest, IMAGE_ACCEPT, Operation::ImageManifest)
                     .await?;
-                manifest_kind(&fetched.bytes, &fetched.digest).map(Arc::new)
+                manifest_kind(&fetched.bytes, &fetched.digest, self.settings.max_platforms)
+                    .map(Arc::new)
             })
             .await
     }
@@ -441,7 +510,7 @@ enum ArtifactProblem {
 fn manifest_key(target: &Target, digest: &str) -> String {
     format!(
         "{}/{}@{digest}|{}",
-        target.registry,
+        target.registry.as_str(),
         target.repository,
         target.credentials.fingerprint()
     )
@@ -485,7 +554,11 @@ fn index_targets(
     targets
 }
 
-fn manifest_kind(bytes: &[u8], digest: &str) -> Result<ManifestKind, RegistryError> {
+fn manifest_kind(
+    bytes: &[u8],
+    digest: &str,
+    max_platforms: usize,
+) -> Result<ManifestKind, RegistryError> {
     let m: Manifest = serde_json::from_slice(bytes).map_err(|e| RegistryError::BadContent {
         url: digest.to_owned(),
         message: format!("invalid manifest: {e}"),
@@ -499,7 +572,7 @@ fn manifest_kind(bytes: &[u8], digest: &str) -> Result<ManifestKind, RegistryErr
         }
         return Ok(ManifestKind::Image);
     };
-    let platforms = manifests
+    let platforms: Vec<(String, String)> = manifests
         .into_iter()
         .filter(|d| is_digest(&d.digest) && d.artifact_type.is_none())
         .filter_map(|d| {
@@ -515,6 +588,9 @@ fn manifest_kind(bytes: &[u8], digest: &str) -> Result<ManifestKind, RegistryErr
             })
         })
         .collect();
+    if platforms.len() > max_platforms {
+        return Ok(ManifestKind::OverLimit(platforms.len()));
+    }
     Ok(ManifestKind::Index(platforms))
 }
 
@@ -600,14 +676,18 @@ mod tests {
           {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111","size":1,"platform":{"os":"linux","architecture":"amd64"}},
           {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:2222222222222222222222222222222222222222222222222222222222222222","size":1,"platform":{"os":"linux","architecture":"arm","variant":"v7"}},
           {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:3333333333333333333333333333333333333333333333333333333333333333","size":1,"platform":{"os":"unknown","architecture":"unknown"}}]}"#;
-        let ManifestKind::Index(p) = manifest_kind(index, "sha256:x").unwrap() else {
+        let ManifestKind::Index(p) = manifest_kind(index, "sha256:x", 32).unwrap() else {
             panic!("an index")
         };
         assert_eq!(
             p.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
             ["linux/amd64", "linux/arm/v7"]
         );
-        assert!(manifest_kind(b"{}", "sha256:x").is_err());
-        assert!(manifest_kind(b"<html>", "sha256:x").is_err());
+        assert!(manifest_kind(b"{}", "sha256:x", 32).is_err());
+        assert!(manifest_kind(b"<html>", "sha256:x", 32).is_err());
+        assert!(matches!(
+            manifest_kind(index, "sha256:x", 1),
+            Ok(ManifestKind::OverLimit(2))
+        ));
     }
 }

@@ -9,6 +9,7 @@
 pub mod access;
 pub mod auth;
 pub mod client;
+pub mod dns;
 pub mod error;
 pub mod guard;
 pub mod lookup;

@@ -48,6 +48,8 @@ pub enum ReasonCode {
     ForbiddenCve,
     /// The registry is not in `allowedRegistries`.
     RegistryNotAllowed,
+    /// The rule itself is invalid and fails closed (or audits) until fixed.
+    InvalidRule,
     /// A failure class (DESIGN §3.5).
     Failure(FailureClass),
 }
@@ -60,6 +62,7 @@ impl ReasonCode {
             Self::SeverityThreshold => "SeverityThreshold",
             Self::ForbiddenCve => "ForbiddenCve",
             Self::RegistryNotAllowed => "RegistryNotAllowed",
+            Self::InvalidRule => "InvalidRule",
             Self::Failure(class) => class.as_str(),
         }
     }
@@ -174,38 +177,82 @@ pub struct AdmissionDecision {
     pub warnings: Vec<String>,
 }
 
+/// How answers are shaped beyond the decisions themselves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AnswerOptions {
+    /// Audit-first rollout: every Deny acts as Audit, and the warning says
+    /// what would have been denied.
+    pub audit_only: bool,
+}
+
 /// Any Deny denies the request; otherwise any Audit admits it with warnings.
 pub fn aggregate(containers: &[ContainerDecision]) -> AdmissionDecision {
-    let action = containers
+    aggregate_with(containers, AnswerOptions::default())
+}
+
+/// [`aggregate`], shaped by `options`. Warnings are formatted only for the
+/// violations shown; the rest are counted.
+pub fn aggregate_with(
+    containers: &[ContainerDecision],
+    options: AnswerOptions,
+) -> AdmissionDecision {
+    let strictest = containers
         .iter()
         .map(|c| c.decision.action)
         .max()
         .unwrap_or(Action::Allow);
+    let action = if options.audit_only && strictest == Action::Deny {
+        Action::Audit
+    } else {
+        strictest
+    };
     let denied: Vec<String> = containers
         .iter()
         .filter(|c| c.decision.action == Action::Deny)
         .filter_map(|c| c.decision.message(&c.image))
         .collect();
-    let message =
-        (!denied.is_empty()).then(|| truncate(&denied.join("; "), limits::MAX_MESSAGE_BYTES));
-    let mut warnings: Vec<String> = containers
-        .iter()
-        .flat_map(|c| {
-            c.decision
-                .violations
-                .iter()
-                .filter(|v| v.action == Action::Audit)
-                .map(move |v| audit_warning(&c.image, v))
-        })
-        .collect();
-    warnings.dedup();
-    if warnings.len() > limits::MAX_WARNINGS {
-        let more = warnings.len() - (limits::MAX_WARNINGS - 1);
+    // Format at most MAX_WARNINGS; count the rest.
+    let mut warnings: Vec<String> = Vec::new();
+    let mut total = 0usize;
+    let mut push = |w: &dyn Fn() -> String| {
+        if warnings.len() < limits::MAX_WARNINGS {
+            let text = w();
+            if warnings.last() == Some(&text) {
+                return;
+            }
+            warnings.push(text);
+        }
+        total += 1;
+    };
+    if options.audit_only {
+        for d in &denied {
+            push(&|| {
+                truncate(
+                    &format!("portcullis audit-only, would deny: {d}"),
+                    limits::MAX_WARNING_BYTES,
+                )
+            });
+        }
+    }
+    for c in containers {
+        for v in c
+            .decision
+            .violations
+            .iter()
+            .filter(|v| v.action == Action::Audit)
+        {
+            push(&|| audit_warning(&c.image, v));
+        }
+    }
+    if total > limits::MAX_WARNINGS {
         warnings.truncate(limits::MAX_WARNINGS - 1);
+        let more = total - (limits::MAX_WARNINGS - 1);
         warnings.push(format!(
             "portcullis: {more} more audited violations not shown"
         ));
     }
+    let message = (!denied.is_empty() && !options.audit_only)
+        .then(|| truncate(&denied.join("; "), limits::MAX_MESSAGE_BYTES));
     AdmissionDecision {
         allowed: action != Action::Deny,
         action,

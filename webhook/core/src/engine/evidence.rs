@@ -30,7 +30,7 @@ impl From<&Finding> for GateFinding {
 }
 
 /// Per-level counts, indexed by `Severity as usize`.
-pub(super) type Counts = [u32; 6];
+pub(super) type Counts = [u32; Severity::ALL.len()];
 
 /// An image's findings, indexed for evaluation. Build it once per image (it is
 /// what a cache keeps) and evaluate any number of rules against it.
@@ -76,8 +76,8 @@ impl ScanSummary {
                 .then(b.severity.cmp(&a.severity))
                 .then(b.fixable.cmp(&a.fixable))
         });
-        let mut all = [0; 6];
-        let mut fixable = [0; 6];
+        let mut all: Counts = [0; Severity::ALL.len()];
+        let mut fixable: Counts = [0; Severity::ALL.len()];
         for f in &by_id {
             all[f.severity as usize] += 1;
             if f.fixable {
@@ -113,6 +113,15 @@ impl ScanSummary {
     /// Number of findings.
     pub fn len(&self) -> usize {
         self.by_id.len()
+    }
+
+    /// Approximate heap bytes held, for caches bounded by bytes.
+    pub fn approx_bytes(&self) -> usize {
+        let ids: usize = self.by_id.iter().map(|f| f.id.len() + 16).sum();
+        std::mem::size_of::<Self>()
+            + self.by_id.len() * std::mem::size_of::<GateFinding>()
+            + ids
+            + self.id_filter.len() * 8
     }
 
     /// True when the scan found nothing.
@@ -173,11 +182,13 @@ pub enum FailureClass {
     InvalidReference,
     /// The registry address is link-local, loopback or cluster-internal.
     BlockedDestination,
+    /// Too many images, platforms or artifacts to judge within the bounds.
+    LimitExceeded,
 }
 
 impl FailureClass {
     /// Every class.
-    pub const ALL: [FailureClass; 9] = [
+    pub const ALL: [FailureClass; 10] = [
         Self::NoFindings,
         Self::StaleFindings,
         Self::MalformedFindings,
@@ -187,6 +198,7 @@ impl FailureClass {
         Self::RegistryUnavailable,
         Self::InvalidReference,
         Self::BlockedDestination,
+        Self::LimitExceeded,
     ];
 
     /// The reason code.
@@ -201,6 +213,7 @@ impl FailureClass {
             Self::RegistryUnavailable => "RegistryUnavailable",
             Self::InvalidReference => "InvalidReference",
             Self::BlockedDestination => "BlockedDestination",
+            Self::LimitExceeded => "LimitExceeded",
         }
     }
 
@@ -216,6 +229,7 @@ impl FailureClass {
             Self::RegistryUnavailable => "the registry is unavailable",
             Self::InvalidReference => "the image reference is invalid",
             Self::BlockedDestination => "the registry address is not allowed",
+            Self::LimitExceeded => "there is more to judge than the webhook's limits allow",
         }
     }
 }

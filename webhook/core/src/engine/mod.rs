@@ -37,11 +37,11 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 
 pub use decision::{
-    Action, AdmissionDecision, ContainerDecision, Decision, MAX_LISTED_CVES, ReasonCode, Stage,
-    Violation, aggregate, limits, truncate,
+    Action, AdmissionDecision, AnswerOptions, ContainerDecision, Decision, MAX_LISTED_CVES,
+    ReasonCode, Stage, Violation, aggregate, aggregate_with, limits, truncate,
 };
 pub use evidence::{Evidence, FailureClass, GateFinding, ScanSummary};
-pub use rule::{CompiledRule, RuleError};
+pub use rule::{CompiledRule, RuleError, RuleProblem};
 
 use crate::reference::ImageRef;
 use crate::severity::Severity;
@@ -60,29 +60,33 @@ pub struct Subject<'a> {
     pub pod_name: Option<&'a str>,
     /// Labels of the pod or pod template.
     pub labels: &'a BTreeMap<String, String>,
-    /// Container name.
-    pub container: &'a str,
-    /// The normalised image reference.
-    pub image: &'a ImageRef,
+    /// Container name (`volume:<name>` for an image volume); `None` when a
+    /// decision covers the whole object (too many images to judge).
+    pub container: Option<&'a str>,
+    /// The normalised image reference; `None` when it did not parse (rules
+    /// whose scope depends on the image are then assumed to apply).
+    pub image: Option<&'a ImageRef>,
     /// The resolved manifest digest, when known.
     pub digest: Option<&'a str>,
 }
 
 /// Action configured for each failure class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FailureActions([Action; 9]);
+pub struct FailureActions([Action; FailureClass::ALL.len()]);
 
 impl Default for FailureActions {
     /// Missing or stale findings are left to the rules' `blockUnscannedImages`;
     /// registry trouble is admitted but audited, so it is seen; references that
-    /// cannot be pulled anyway and forbidden destinations are denied.
+    /// cannot be pulled anyway, forbidden destinations and requests too big to
+    /// judge are denied.
     fn default() -> Self {
-        let mut actions = [Action::Audit; 9];
+        let mut actions = [Action::Audit; FailureClass::ALL.len()];
         for (class, action) in [
             (FailureClass::NoFindings, Action::Allow),
             (FailureClass::StaleFindings, Action::Allow),
             (FailureClass::InvalidReference, Action::Deny),
             (FailureClass::BlockedDestination, Action::Deny),
+            (FailureClass::LimitExceeded, Action::Deny),
         ] {
             actions[class as usize] = action;
         }
@@ -107,6 +111,8 @@ impl FailureActions {
 #[derive(Debug, Clone, Default)]
 pub struct PolicySet {
     rules: Vec<CompiledRule>,
+    /// The registry patterns the rules name, once each (metric labels).
+    registry_patterns: Vec<crate::pattern::HostGlob>,
 }
 
 impl PolicySet {
@@ -119,7 +125,25 @@ impl PolicySet {
                 .then(a.name.cmp(&b.name))
                 .then(a.fingerprint.cmp(&b.fingerprint))
         });
-        PolicySet { rules }
+        let mut registry_patterns: Vec<crate::pattern::HostGlob> = Vec::new();
+        for p in rules.iter().flat_map(CompiledRule::host_patterns) {
+            if !registry_patterns.iter().any(|q| q.as_str() == p.as_str()) {
+                registry_patterns.push(p.clone());
+            }
+        }
+        PolicySet {
+            rules,
+            registry_patterns,
+        }
+    }
+
+    /// The first registry pattern a rule names that matches `registry`: a
+    /// metric label bounded by the rules, unlike the host itself.
+    pub fn registry_pattern(&self, registry: &crate::reference::RegistryHost) -> Option<&str> {
+        self.registry_patterns
+            .iter()
+            .find(|p| p.matches(registry))
+            .map(crate::pattern::HostGlob::as_str)
     }
 
     /// Compiles and orders rules; the first invalid rule is an error.
@@ -131,6 +155,37 @@ impl PolicySet {
             .map(|(name, spec)| CompiledRule::compile(name, spec))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self::new(compiled))
+    }
+
+    /// Compiles and orders rules, keeping invalid ones visible: each becomes
+    /// a stand-in ([`CompiledRule::invalid`]) that acts on its whole scope
+    /// with `invalid_deny` for a Deny rule (fail closed by default) and Audit
+    /// for an Audit rule; `None` leaves invalid rules out. The errors are
+    /// returned for logs, metrics and status.
+    pub fn compile_lenient<'a>(
+        rules: impl IntoIterator<Item = (&'a str, &'a portcullis_crds::SecurityArtifactPolicySpec)>,
+        invalid_deny: Option<portcullis_crds::PolicyAction>,
+    ) -> (Self, Vec<RuleError>) {
+        let mut compiled = Vec::new();
+        let mut errors = Vec::new();
+        for (name, spec) in rules {
+            match CompiledRule::compile(name, spec) {
+                Ok(rule) => compiled.push(rule),
+                Err(e) => {
+                    let action = match spec.action {
+                        portcullis_crds::PolicyAction::Deny => invalid_deny,
+                        portcullis_crds::PolicyAction::Audit => {
+                            invalid_deny.map(|_| portcullis_crds::PolicyAction::Audit)
+                        }
+                    };
+                    if let Some(action) = action {
+                        compiled.push(CompiledRule::invalid(name, spec, &e, action));
+                    }
+                    errors.push(e);
+                }
+            }
+        }
+        (Self::new(compiled), errors)
     }
 
     /// The rules, strongest first.
@@ -145,7 +200,7 @@ impl PolicySet {
         self.rules.iter().any(|r| r.applies_to(subject, today))
     }
 
-    /// Judges one container's image.
+    /// Judges one container's image on one piece of evidence.
     pub fn evaluate(
         &self,
         subject: &Subject<'_>,
@@ -169,37 +224,134 @@ impl PolicySet {
                 Evidence::Scanned(_) if stale => Some((FailureClass::StaleFindings, "")),
                 Evidence::Scanned(_) => None,
             };
-            if let Some((class, detail)) = failure
-                && failures.get(class) != Action::Allow
-            {
-                let message = if detail.is_empty() {
-                    capitalise(class.describe())
-                } else {
-                    format!("{}: {detail}", capitalise(class.describe()))
-                };
-                violations.push(Violation {
-                    rule: None,
-                    priority: i32::MAX,
-                    action: failures.get(class),
-                    reason: ReasonCode::Failure(class),
-                    stage: Stage::Failure,
-                    message,
-                    cves: Vec::new(),
-                });
+            if let Some((class, detail)) = failure {
+                violations.extend(failure_violation(class, detail, failures));
             }
         }
-        violations.sort_by(|a, b| {
-            b.action
-                .cmp(&a.action)
-                .then(b.stage.cmp(&a.stage))
-                .then(a.priority.cmp(&b.priority))
-                .then(a.rule.cmp(&b.rule))
-        });
-        Decision {
-            action: violations.first().map_or(Action::Allow, |v| v.action),
-            violations,
-            applicable_rules: applicable,
+        decide(violations, applicable)
+    }
+
+    /// Judges an image over everything that was looked up for it: a
+    /// single-platform image is one target; an index is one target per
+    /// platform (plus the index's own artifact), and every one must pass.
+    /// The strictest target decides (the first, on a tie); its index is
+    /// returned so the answer can name the platform. With no targets the
+    /// image is judged as having no findings.
+    pub fn evaluate_targets(
+        &self,
+        subject: &Subject<'_>,
+        targets: &[TargetEvidence<'_>],
+        failures: &FailureActions,
+        now: Timestamp,
+    ) -> (Decision, Option<usize>) {
+        let mut best: Option<(Decision, usize)> = None;
+        for (i, t) in targets.iter().enumerate() {
+            let at = Subject {
+                digest: Some(t.digest),
+                ..*subject
+            };
+            let decision = self.evaluate(&at, t.evidence, failures, now);
+            if best
+                .as_ref()
+                .is_none_or(|(b, _)| decision.action > b.action)
+            {
+                best = Some((decision, i));
+            }
         }
+        match best {
+            Some((decision, i)) => (decision, Some(i)),
+            None => (
+                self.evaluate(
+                    subject,
+                    Evidence::Failed {
+                        class: FailureClass::NoFindings,
+                        detail: "",
+                    },
+                    failures,
+                    now,
+                ),
+                None,
+            ),
+        }
+    }
+
+    /// Judges what could not be identified well enough to look up: an image
+    /// reference that does not parse (`InvalidReference`), or an object with
+    /// more images than the webhook judges (`LimitExceeded`). Only the
+    /// failure class's action can apply, and only if some rule might cover
+    /// the subject; scope the subject does not decide (its image, or its
+    /// container for a whole-object decision) counts as matching.
+    pub fn evaluate_unidentified(
+        &self,
+        subject: &Subject<'_>,
+        class: FailureClass,
+        detail: &str,
+        failures: &FailureActions,
+        now: Timestamp,
+    ) -> Decision {
+        let today = now.to_zoned(TimeZone::UTC).date();
+        let applicable = self
+            .rules
+            .iter()
+            .filter(|r| r.applies_to(subject, today))
+            .count();
+        let violations = if applicable > 0 {
+            failure_violation(class, detail, failures)
+                .into_iter()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        decide(violations, applicable)
+    }
+}
+
+/// One piece of evidence about one manifest of an image.
+#[derive(Debug, Clone, Copy)]
+pub struct TargetEvidence<'a> {
+    /// The manifest digest judged.
+    pub digest: &'a str,
+    /// Its findings, or why there are none.
+    pub evidence: Evidence<'a>,
+}
+
+fn failure_violation(
+    class: FailureClass,
+    detail: &str,
+    failures: &FailureActions,
+) -> Option<Violation> {
+    let action = failures.get(class);
+    if action == Action::Allow {
+        return None;
+    }
+    let message = if detail.is_empty() {
+        capitalise(class.describe())
+    } else {
+        format!("{}: {detail}", capitalise(class.describe()))
+    };
+    Some(Violation {
+        rule: None,
+        priority: i32::MAX,
+        action,
+        reason: ReasonCode::Failure(class),
+        stage: Stage::Failure,
+        message,
+        cves: Vec::new(),
+    })
+}
+
+fn decide(mut violations: Vec<Violation>, applicable_rules: usize) -> Decision {
+    violations.sort_by(|a, b| {
+        b.action
+            .cmp(&a.action)
+            .then(b.stage.cmp(&a.stage))
+            .then(a.priority.cmp(&b.priority))
+            .then(a.rule.cmp(&b.rule))
+    });
+    Decision {
+        action: violations.first().map_or(Action::Allow, |v| v.action),
+        violations,
+        applicable_rules,
     }
 }
 
@@ -229,12 +381,24 @@ fn judge_rule(
         stale: false,
     };
 
+    if let Some(why) = &rule.broken {
+        return found(violation(
+            ReasonCode::InvalidRule,
+            Stage::Registry,
+            format!(
+                "The rule is invalid and applies its action to every image in its scope until it is fixed: {why}"
+            ),
+            Vec::new(),
+        ));
+    }
+
     if let Some(allowed) = &rule.allowed_registries
-        && !allowed.matches(Some(subject.image.registry()))
+        && let Some(image) = subject.image
+        && !allowed.matches(image.registry_host())
     {
         let message = format!(
             "Image registry {} is not in the allowed registries: {}",
-            subject.image.registry(),
+            image.registry(),
             rule.allowed_registries_text
         );
         return found(violation(
@@ -299,8 +463,8 @@ fn judge_rule(
 
     // Counts per level after this rule's ignored CVEs.
     let mut counts: Counts = summary.counts(rule.fixable_only);
-    for ignored in rule.ignored.iter().filter(|e| e.active(today)) {
-        for f in summary.with_id(&ignored.item) {
+    for id in rule.active_ignored(today) {
+        for f in summary.with_id(id) {
             if !rule.fixable_only || f.fixable {
                 counts[f.severity as usize] = counts[f.severity as usize].saturating_sub(1);
             }

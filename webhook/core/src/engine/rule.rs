@@ -12,70 +12,251 @@ use portcullis_crds::policy::{
 use wildmatch::WildMatch;
 
 use super::Subject;
+use crate::pattern::{HostGlob, HostGlobs, ImagePart, ImagePattern, PathMode, PatternError};
+use crate::reference::ImageRef;
 
 /// A rule that cannot be compiled.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("rule {rule}: {source}")]
+#[error("rule {rule}: {problem}")]
 pub struct RuleError {
     /// Name of the rule.
     pub rule: String,
     /// What is wrong with it.
     #[source]
-    pub source: SpecError,
+    pub problem: RuleProblem,
 }
 
-/// One value test: an operator over alternatives.
+/// What is wrong with a rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleProblem {
+    /// What the CRD schema or its CEL rules would refuse.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// A registry, repository or image pattern that cannot be used.
+    #[error("{field}: {error}")]
+    Pattern {
+        /// Path of the offending value, e.g. `scope[0].values[1]`.
+        field: String,
+        /// Why.
+        error: PatternError,
+    },
+}
+
+/// What a matcher's operator does with an attribute that carries a registry.
+fn registry_operator_error(field: &str, operator: MatchOperator, hint: &str) -> RuleProblem {
+    RuleProblem::Pattern {
+        field: field.to_owned(),
+        error: PatternError {
+            pattern: format!("{operator:?}"),
+            reason: format!(
+                "this operator would let a look-alike host match ({hint}); registry patterns are host-glob[:port], use Glob or Equals"
+            ),
+        },
+    }
+}
+
+/// One value test over an attribute, compiled for that attribute's syntax.
+#[derive(Debug, Clone)]
+enum Test {
+    /// Plain text (namespace, names, labels, kind, container, digest).
+    Text {
+        operator: MatchOperator,
+        values: Vec<String>,
+        globs: Vec<WildMatch>,
+    },
+    /// The image's registry: host globs, or `.domain` suffixes (`EndsWith`).
+    Registry {
+        globs: Vec<HostGlob>,
+        suffixes: Vec<String>,
+    },
+    /// The image's repository or whole reference: `host/path` patterns, or
+    /// `/path` fragments (`EndsWith`, `Contains`) that never reach the host.
+    Image {
+        part: ImagePart,
+        patterns: Vec<ImagePattern>,
+        suffixes: Vec<String>,
+        fragments: Vec<String>,
+    },
+}
+
+/// One value test: an operator over alternatives. `NotEquals` holds when the
+/// value equals none of them.
 #[derive(Debug, Clone)]
 pub(super) struct ValueMatcher {
-    operator: MatchOperator,
-    values: Vec<String>,
-    globs: Vec<WildMatch>,
+    test: Test,
+    negate: bool,
+}
+
+/// What a matcher says about a subject: the image-dependent ones cannot say
+/// anything about an image whose reference did not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verdict {
+    Match,
+    NoMatch,
+    Unknown,
 }
 
 impl ValueMatcher {
-    fn new(operator: MatchOperator, values: &[String], canonical: fn(&str) -> String) -> Self {
-        let values: Vec<String> = values.iter().map(|v| canonical(v)).collect();
-        let globs = if operator == MatchOperator::Glob {
-            values.iter().map(|v| WildMatch::new(v)).collect()
+    fn new(
+        attribute: &Attribute,
+        operator: MatchOperator,
+        values: &[String],
+        field: &str,
+    ) -> Result<Self, RuleProblem> {
+        let negate = operator == MatchOperator::NotEquals;
+        let pattern_error = |i: usize, error| RuleProblem::Pattern {
+            field: format!("{field}[{i}]"),
+            error,
+        };
+        let test = match attribute {
+            Attribute::Registry => {
+                let mut globs = Vec::new();
+                let mut suffixes = Vec::new();
+                for (i, v) in values.iter().enumerate() {
+                    match operator {
+                        MatchOperator::Glob | MatchOperator::Equals | MatchOperator::NotEquals => {
+                            globs.push(
+                                HostGlob::parse(v, operator == MatchOperator::Glob)
+                                    .map_err(|e| pattern_error(i, e))?,
+                            );
+                        }
+                        MatchOperator::EndsWith if v.starts_with('.') && v.len() > 1 => {
+                            suffixes.push(v.to_ascii_lowercase());
+                        }
+                        MatchOperator::EndsWith => {
+                            return Err(registry_operator_error(
+                                field,
+                                operator,
+                                "an EndsWith registry value starts with '.', e.g. .azurecr.io",
+                            ));
+                        }
+                        MatchOperator::StartsWith | MatchOperator::Contains => {
+                            return Err(registry_operator_error(
+                                field,
+                                operator,
+                                "mcr.microsoft.com would match mcr.microsoft.com.evil.net",
+                            ));
+                        }
+                    }
+                }
+                Test::Registry { globs, suffixes }
+            }
+            Attribute::Repository | Attribute::Image => {
+                let part = if matches!(attribute, Attribute::Repository) {
+                    ImagePart::Repository
+                } else {
+                    ImagePart::Reference
+                };
+                let mut patterns = Vec::new();
+                let mut suffixes = Vec::new();
+                let mut fragments = Vec::new();
+                for (i, v) in values.iter().enumerate() {
+                    let mode = match operator {
+                        MatchOperator::Glob => PathMode::Glob,
+                        MatchOperator::Equals | MatchOperator::NotEquals => PathMode::Exact,
+                        MatchOperator::StartsWith => PathMode::Prefix,
+                        MatchOperator::EndsWith | MatchOperator::Contains => {
+                            if !v.starts_with('/') {
+                                return Err(registry_operator_error(
+                                    field,
+                                    operator,
+                                    "EndsWith and Contains take a path fragment starting with '/', e.g. /nginx",
+                                ));
+                            }
+                            if operator == MatchOperator::EndsWith {
+                                suffixes.push(v.clone());
+                            } else {
+                                fragments.push(v.clone());
+                            }
+                            continue;
+                        }
+                    };
+                    patterns
+                        .push(ImagePattern::parse(v, part, mode).map_err(|e| pattern_error(i, e))?);
+                }
+                Test::Image {
+                    part,
+                    patterns,
+                    suffixes,
+                    fragments,
+                }
+            }
+            _ => Test::Text {
+                operator,
+                values: values.to_vec(),
+                globs: if operator == MatchOperator::Glob {
+                    values.iter().map(|v| WildMatch::new(v)).collect()
+                } else {
+                    Vec::new()
+                },
+            },
+        };
+        Ok(ValueMatcher { test, negate })
+    }
+
+    /// Whether the subject's attribute matches.
+    pub(super) fn verdict(&self, attribute: &Attribute, subject: &Subject<'_>) -> Verdict {
+        let hit = match (&self.test, attribute.read(subject)) {
+            (_, Value::Unknown) => return Verdict::Unknown,
+            (_, Value::Absent) => false,
+            (
+                Test::Text {
+                    operator,
+                    values,
+                    globs,
+                },
+                Value::Text(v),
+            ) => match operator {
+                MatchOperator::Equals | MatchOperator::NotEquals => values.iter().any(|x| x == v),
+                MatchOperator::StartsWith => values.iter().any(|x| v.starts_with(x.as_str())),
+                MatchOperator::EndsWith => values.iter().any(|x| v.ends_with(x.as_str())),
+                MatchOperator::Contains => values.iter().any(|x| v.contains(x.as_str())),
+                MatchOperator::Glob => globs.iter().any(|g| g.matches(v)),
+            },
+            (Test::Registry { globs, suffixes }, Value::Image(image)) => {
+                let registry = image.registry_host();
+                globs.iter().any(|g| g.matches(registry))
+                    || (registry.port().is_none()
+                        && suffixes
+                            .iter()
+                            .any(|s| registry.host().ends_with(s.as_str())))
+            }
+            (
+                Test::Image {
+                    part,
+                    patterns,
+                    suffixes,
+                    fragments,
+                },
+                Value::Image(image),
+            ) => {
+                let path = part.of(image);
+                let slashed = || format!("/{path}");
+                patterns.iter().any(|p| p.matches(image))
+                    || (!suffixes.is_empty()
+                        && suffixes.iter().any(|s| slashed().ends_with(s.as_str())))
+                    || (!fragments.is_empty()
+                        && fragments.iter().any(|s| slashed().contains(s.as_str())))
+            }
+            // A registry attribute never reads as text, nor text as an image.
+            _ => false,
+        };
+        if hit != self.negate {
+            Verdict::Match
         } else {
-            Vec::new()
-        };
-        ValueMatcher {
-            operator,
-            values,
-            globs,
-        }
-    }
-
-    /// Whether `value` (absent when the subject has no such attribute) matches.
-    /// `NotEquals` holds when the value equals none of the alternatives.
-    pub(super) fn matches(&self, value: Option<&str>) -> bool {
-        let Some(v) = value else {
-            return self.operator == MatchOperator::NotEquals;
-        };
-        match self.operator {
-            MatchOperator::Equals => self.values.iter().any(|x| x == v),
-            MatchOperator::NotEquals => self.values.iter().all(|x| x != v),
-            MatchOperator::StartsWith => self.values.iter().any(|x| v.starts_with(x.as_str())),
-            MatchOperator::EndsWith => self.values.iter().any(|x| v.ends_with(x.as_str())),
-            MatchOperator::Contains => self.values.iter().any(|x| v.contains(x.as_str())),
-            MatchOperator::Glob => self.globs.iter().any(|g| g.matches(v)),
+            Verdict::NoMatch
         }
     }
 }
 
-/// Docker Hub has several names; rules and references use `docker.io`.
-pub(super) fn canonical_registry(host: &str) -> String {
-    match host {
-        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
-            "docker.io".to_owned()
-        }
-        other => other.to_owned(),
-    }
-}
-
-fn verbatim(value: &str) -> String {
-    value.to_owned()
+/// An attribute's value for one subject.
+enum Value<'s> {
+    Text(&'s str),
+    Image(&'s ImageRef),
+    /// The subject has no such attribute (no pod name, no such label).
+    Absent,
+    /// The image reference did not parse: image attributes are unknown.
+    Unknown,
 }
 
 /// Which subject attribute a matcher or exemption reads.
@@ -94,25 +275,22 @@ pub(super) enum Attribute {
 }
 
 impl Attribute {
-    fn read<'s>(&self, s: &'s Subject<'_>) -> Option<&'s str> {
+    fn read<'s>(&self, s: &'s Subject<'_>) -> Value<'s> {
+        let text = |v: Option<&'s str>| v.map_or(Value::Absent, Value::Text);
         match self {
-            Attribute::Namespace => Some(s.namespace),
-            Attribute::Pod => s.pod_name,
-            Attribute::Workload => s.workload,
-            Attribute::Kind => Some(s.kind),
-            Attribute::Label(key) => s.labels.get(key).map(String::as_str),
-            Attribute::Container => Some(s.container),
-            Attribute::Image => Some(s.image.as_str()),
-            Attribute::Registry => Some(s.image.registry()),
-            Attribute::Repository => Some(s.image.name()),
-            Attribute::ImageDigest => s.digest.or_else(|| s.image.digest()),
-        }
-    }
-
-    fn canonicaliser(&self) -> fn(&str) -> String {
-        match self {
-            Attribute::Registry => canonical_registry,
-            _ => verbatim,
+            Attribute::Namespace => Value::Text(s.namespace),
+            Attribute::Pod => text(s.pod_name),
+            Attribute::Workload => text(s.workload),
+            Attribute::Kind => Value::Text(s.kind),
+            Attribute::Label(key) => text(s.labels.get(key).map(String::as_str)),
+            Attribute::Container => s.container.map_or(Value::Unknown, Value::Text),
+            Attribute::Image | Attribute::Registry | Attribute::Repository => {
+                s.image.map_or(Value::Unknown, Value::Image)
+            }
+            Attribute::ImageDigest => match s.image {
+                None => Value::Unknown,
+                Some(image) => text(s.digest.or_else(|| image.digest())),
+            },
         }
     }
 }
@@ -140,19 +318,22 @@ pub struct CompiledRule {
     pub(super) enabled: bool,
     pub(super) scope: Vec<(Attribute, ValueMatcher)>,
     pub(super) exemptions: Vec<Expiring<(Attribute, ValueMatcher)>>,
-    /// Sorted by ID.
+    /// Sorted by ID; one ID may appear with several expiry dates.
     pub(super) ignored: Vec<Expiring<Arc<str>>>,
     pub(super) limits: Option<SeverityLimits>,
     /// Sorted, de-duplicated.
     pub(super) forbidden: Vec<Arc<str>>,
-    pub(super) allowed_registries: Option<ValueMatcher>,
+    pub(super) allowed_registries: Option<HostGlobs>,
     pub(super) allowed_registries_text: String,
     pub(super) fixable_only: bool,
     pub(super) maximum_age: Option<(Duration, String)>,
     pub(super) block_unscanned: bool,
-    pub(super) unsupported_registries: Option<ValueMatcher>,
+    pub(super) unsupported_registries: Option<HostGlobs>,
     /// Total order for rules with equal name, priority and action (see `PolicySet`).
     pub(super) fingerprint: String,
+    /// For a rule that does not compile: why. It then violates on every image
+    /// in its scope (the whole cluster if its scope does not compile either).
+    pub(super) broken: Option<String>,
 }
 
 impl CompiledRule {
@@ -161,24 +342,28 @@ impl CompiledRule {
         name: &str,
         spec: &SecurityArtifactPolicySpec,
     ) -> Result<CompiledRule, RuleError> {
-        spec.validate().map_err(|source| RuleError {
-            rule: name.to_owned(),
-            source,
-        })?;
+        Self::compile_inner(spec)
+            .map_err(|problem| RuleError {
+                rule: name.to_owned(),
+                problem,
+            })
+            .map(|mut r| {
+                r.name = Arc::from(name);
+                r
+            })
+    }
+
+    fn compile_inner(spec: &SecurityArtifactPolicySpec) -> Result<CompiledRule, RuleProblem> {
+        spec.validate()?;
         let maximum_age = match &spec.findings.maximum_age {
-            Some(text) => Some((
-                parse_age(text).map_err(|source| RuleError {
-                    rule: name.to_owned(),
-                    source,
-                })?,
-                text.clone(),
-            )),
+            Some(text) => Some((parse_age(text)?, text.clone())),
             None => None,
         };
         let scope = spec
             .scope
             .iter()
-            .map(|m| {
+            .enumerate()
+            .map(|(i, m)| {
                 let attribute = match m.matcher_type {
                     MatcherType::Namespace => Attribute::Namespace,
                     MatcherType::Pod => Attribute::Pod,
@@ -190,14 +375,20 @@ impl CompiledRule {
                     MatcherType::Registry => Attribute::Registry,
                     MatcherType::Repository => Attribute::Repository,
                 };
-                let matcher = ValueMatcher::new(m.operator, &m.values, attribute.canonicaliser());
-                (attribute, matcher)
+                let matcher = ValueMatcher::new(
+                    &attribute,
+                    m.operator,
+                    &m.values,
+                    &format!("scope[{i}].values"),
+                )?;
+                Ok((attribute, matcher))
             })
-            .collect();
+            .collect::<Result<Vec<_>, RuleProblem>>()?;
         let exemptions = spec
             .exemptions
             .iter()
-            .map(|e| {
+            .enumerate()
+            .map(|(i, e)| {
                 let attribute = match e.exemption_type {
                     ExemptionType::Registry => Attribute::Registry,
                     ExemptionType::Repository => Attribute::Repository,
@@ -208,16 +399,17 @@ impl CompiledRule {
                     ExemptionType::Label => Attribute::Label(e.key.clone().unwrap_or_default()),
                 };
                 let matcher = ValueMatcher::new(
+                    &attribute,
                     e.operator,
                     std::slice::from_ref(&e.value),
-                    attribute.canonicaliser(),
-                );
-                Expiring {
+                    &format!("exemptions[{i}].value"),
+                )?;
+                Ok(Expiring {
                     item: (attribute, matcher),
                     expires: e.expires,
-                }
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, RuleProblem>>()?;
         let mut ignored: Vec<Expiring<Arc<str>>> = spec
             .ignored_cves
             .iter()
@@ -235,12 +427,19 @@ impl CompiledRule {
             .collect();
         forbidden.sort();
         forbidden.dedup();
-        let registries = |list: &[String]| {
-            (!list.is_empty())
-                .then(|| ValueMatcher::new(MatchOperator::Glob, list, canonical_registry))
+        let registries = |list: &[String], field: &str| -> Result<Option<HostGlobs>, RuleProblem> {
+            if list.is_empty() {
+                return Ok(None);
+            }
+            HostGlobs::parse(list)
+                .map(Some)
+                .map_err(|error| RuleProblem::Pattern {
+                    field: field.to_owned(),
+                    error,
+                })
         };
         Ok(CompiledRule {
-            name: Arc::from(name),
+            name: Arc::from(""),
             action: spec.action,
             priority: spec.priority,
             enabled: spec.enabled,
@@ -249,14 +448,101 @@ impl CompiledRule {
             ignored,
             limits: spec.conditions.max_allowed_severities,
             forbidden,
-            allowed_registries: registries(&spec.conditions.allowed_registries),
+            allowed_registries: registries(
+                &spec.conditions.allowed_registries,
+                "conditions.allowedRegistries",
+            )?,
             allowed_registries_text: spec.conditions.allowed_registries.join(", "),
             fixable_only: spec.conditions.fixable_only,
             maximum_age,
             block_unscanned: spec.findings.block_unscanned_images,
-            unsupported_registries: registries(&spec.findings.unsupported_registries),
+            unsupported_registries: registries(
+                &spec.findings.unsupported_registries,
+                "findings.unsupportedRegistries",
+            )?,
             fingerprint: serde_json::to_string(spec).unwrap_or_default(),
+            broken: None,
         })
+    }
+
+    /// A stand-in for a rule that does not compile, so it stays visible and
+    /// fails closed instead of vanishing: with `action` it violates on every
+    /// image in its scope (whole cluster when the scope itself is what is
+    /// broken). Exemptions are not honoured: they may be what is broken.
+    pub fn invalid(
+        name: &str,
+        spec: &SecurityArtifactPolicySpec,
+        error: &RuleError,
+        action: PolicyAction,
+    ) -> CompiledRule {
+        let scope = spec
+            .scope
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let attribute = match m.matcher_type {
+                    MatcherType::Namespace => Attribute::Namespace,
+                    MatcherType::Pod => Attribute::Pod,
+                    MatcherType::Workload => Attribute::Workload,
+                    MatcherType::Kind => Attribute::Kind,
+                    MatcherType::Label => Attribute::Label(m.key.clone().unwrap_or_default()),
+                    MatcherType::Container => Attribute::Container,
+                    MatcherType::Image => Attribute::Image,
+                    MatcherType::Registry => Attribute::Registry,
+                    MatcherType::Repository => Attribute::Repository,
+                };
+                ValueMatcher::new(
+                    &attribute,
+                    m.operator,
+                    &m.values,
+                    &format!("scope[{i}].values"),
+                )
+                .map(|matcher| (attribute, matcher))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap_or_default();
+        CompiledRule {
+            name: Arc::from(name),
+            action,
+            priority: spec.priority,
+            enabled: spec.enabled,
+            scope,
+            exemptions: Vec::new(),
+            ignored: Vec::new(),
+            limits: None,
+            forbidden: Vec::new(),
+            allowed_registries: None,
+            allowed_registries_text: String::new(),
+            fixable_only: false,
+            maximum_age: None,
+            block_unscanned: false,
+            unsupported_registries: None,
+            fingerprint: serde_json::to_string(spec).unwrap_or_default(),
+            broken: Some(error.problem.to_string()),
+        }
+    }
+
+    /// Every registry pattern the rule names (scope, exemptions, allowed
+    /// and unsupported registries): candidates for bounded metric labels.
+    pub(super) fn host_patterns(&self) -> impl Iterator<Item = &HostGlob> {
+        let matchers = self
+            .scope
+            .iter()
+            .map(|(_, m)| m)
+            .chain(self.exemptions.iter().map(|e| &e.item.1));
+        matchers
+            .filter_map(|m| match &m.test {
+                Test::Registry { globs, .. } => Some(globs.iter()),
+                _ => None,
+            })
+            .flatten()
+            .chain(self.allowed_registries.iter().flat_map(HostGlobs::iter))
+            .chain(self.unsupported_registries.iter().flat_map(HostGlobs::iter))
+    }
+
+    /// Why this rule does not compile, for a stand-in made by [`invalid`](Self::invalid).
+    pub fn broken(&self) -> Option<&str> {
+        self.broken.as_deref()
     }
 
     /// The rule's name.
@@ -265,21 +551,24 @@ impl CompiledRule {
     }
 
     /// Whether this rule takes part in the decision for `subject` on `today`:
-    /// enabled, in scope, not exempt, registry supported.
+    /// enabled, in scope, not exempt, registry supported. With an unknown
+    /// image (a reference that did not parse), image-dependent scope counts as
+    /// matching and image-dependent exemptions as not exempting: a name the
+    /// gate cannot read must not escape a rule it might fall under.
     pub(super) fn applies_to(&self, subject: &Subject<'_>, today: Date) -> bool {
         self.enabled
             && self
                 .scope
                 .iter()
-                .all(|(attr, m)| m.matches(attr.read(subject)))
+                .all(|(attr, m)| m.verdict(attr, subject) != Verdict::NoMatch)
             && !self
                 .exemptions
                 .iter()
-                .any(|e| e.active(today) && e.item.1.matches(e.item.0.read(subject)))
-            && !self
-                .unsupported_registries
-                .as_ref()
-                .is_some_and(|m| m.matches(Some(subject.image.registry())))
+                .any(|e| e.active(today) && e.item.1.verdict(&e.item.0, subject) == Verdict::Match)
+            && !match (&self.unsupported_registries, subject.image) {
+                (Some(globs), Some(image)) => globs.matches(image.registry_host()),
+                _ => false,
+            }
     }
 
     /// Whether `id` is ignored by this rule on `today`.
@@ -289,5 +578,17 @@ impl CompiledRule {
             .iter()
             .take_while(|e| &*e.item == id)
             .any(|e| e.active(today))
+    }
+
+    /// The IDs ignored on `today`, each once however often it is listed.
+    pub(super) fn active_ignored(&self, today: Date) -> impl Iterator<Item = &Arc<str>> {
+        let mut previous: Option<&Arc<str>> = None;
+        self.ignored.iter().filter_map(move |e| {
+            if previous.is_some_and(|p| p == &e.item) || !self.ignores(&e.item, today) {
+                return None;
+            }
+            previous = Some(&e.item);
+            Some(&e.item)
+        })
     }
 }

@@ -1,0 +1,784 @@
+//! AdmissionReviews in and out, and what one asks to run (DESIGN §3.1): the
+//! containers, init containers, ephemeral containers and image volumes of a
+//! Pod or of a workload's pod template, with the context rules match on.
+//!
+//! Decoding reads only what gating needs, into typed structs (unknown fields
+//! are skipped, not kept): a review is untrusted input of up to the body
+//! limit, and a generic JSON tree of all of it was the largest cost of a warm
+//! admission. The object is decoded on its own, so a malformed pod spec is a
+//! denial with its path rather than an unreadable review.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::engine::AdmissionDecision;
+
+/// Where an image sits in the pod spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerKind {
+    /// `containers`.
+    Container,
+    /// `initContainers`.
+    Init,
+    /// `ephemeralContainers`.
+    Ephemeral,
+    /// `volumes[].image.reference` (image volumes): named `volume:<name>`.
+    ImageVolume,
+}
+
+/// One image to gate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatedContainer {
+    /// Container name, or `volume:<name>` for an image volume.
+    pub name: String,
+    /// Image as written in the spec.
+    pub image: String,
+    /// Which list it is in.
+    pub kind: ContainerKind,
+}
+
+/// The owner an object claims in its `ownerReferences`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerClaim {
+    /// `apiVersion` of the owner.
+    pub api_version: String,
+    /// Kind of the owner.
+    pub kind: String,
+    /// Name of the owner.
+    pub name: String,
+    /// UID of the owner.
+    pub uid: String,
+}
+
+/// The gated parts of an admitted object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workload {
+    /// `Pod`, `Deployment`, ...
+    pub kind: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Object name (or `generateName` prefix while the name is unset).
+    pub name: String,
+    /// Owning workload name (for templates: the object itself). Taken from
+    /// `ownerReferences` only when a trusted controller made the request;
+    /// in a cluster the gate also checks that the owner exists.
+    pub workload: Option<String>,
+    /// The owner claimed, when it was trusted (for the gate to verify).
+    pub owner: Option<OwnerClaim>,
+    /// True when `ownerReferences` were present but not trusted.
+    pub owner_ignored: bool,
+    /// Pod name, for Pods.
+    pub pod_name: Option<String>,
+    /// Labels of the pod or pod template.
+    pub labels: BTreeMap<String, String>,
+    /// Images gated (on UPDATE: only changed images).
+    pub containers: Vec<GatedContainer>,
+    /// `imagePullSecrets` names.
+    pub pull_secrets: Vec<String>,
+    /// ServiceAccount name.
+    pub service_account: String,
+}
+
+/// Who may vouch for an object's `ownerReferences`: the identities of the
+/// controllers that create Pods, ReplicaSets and Jobs. Anyone who can create
+/// Pods can copy a real ReplicaSet's name and UID into one, so an owner named
+/// by anybody else proves nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerTrust {
+    /// Usernames (`userInfo.username`) trusted.
+    pub controllers: BTreeSet<String>,
+}
+
+impl Default for OwnerTrust {
+    fn default() -> Self {
+        let mut controllers: BTreeSet<String> =
+            ["system:kube-controller-manager".to_owned()].into();
+        for sa in [
+            "replicaset-controller",
+            "deployment-controller",
+            "job-controller",
+            "statefulset-controller",
+            "daemon-set-controller",
+            "cronjob-controller",
+            "replication-controller",
+        ] {
+            controllers.insert(format!("system:serviceaccount:kube-system:{sa}"));
+        }
+        OwnerTrust { controllers }
+    }
+}
+
+/// An AdmissionReview that cannot be answered (HTTP 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReviewError {
+    /// Not JSON of the expected shape.
+    #[error("not an AdmissionReview: {0}")]
+    Malformed(String),
+    /// Another apiVersion or kind.
+    #[error(
+        "expected an admission.k8s.io/v1 (or v1beta1) AdmissionReview, got {api_version} {kind}"
+    )]
+    WrongType {
+        /// What was sent.
+        api_version: String,
+        /// What was sent.
+        kind: String,
+    },
+    /// No `request`.
+    #[error("AdmissionReview without a request")]
+    NoRequest,
+}
+
+/// A request that cannot be gated (a denial with the reason).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AdmissionError {
+    /// No object on a CREATE/UPDATE.
+    #[error("the admission request carries no object")]
+    NoObject,
+    /// The object's pod spec does not have the expected shape.
+    #[error("{kind} {name}: malformed pod spec at {path}: {message}")]
+    MalformedSpec {
+        /// Kind.
+        kind: String,
+        /// Name.
+        name: String,
+        /// JSON path of the pod spec.
+        path: &'static str,
+        /// Parser message.
+        message: String,
+    },
+}
+
+/// The operation admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Operation {
+    /// CREATE.
+    Create,
+    /// UPDATE.
+    Update,
+    /// DELETE.
+    Delete,
+    /// CONNECT.
+    Connect,
+}
+
+impl Operation {
+    /// As the API server writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "CREATE",
+            Self::Update => "UPDATE",
+            Self::Delete => "DELETE",
+            Self::Connect => "CONNECT",
+        }
+    }
+}
+
+/// Group, version and kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct GroupVersionKind {
+    /// API group (`""` for core).
+    #[serde(default)]
+    pub group: String,
+    /// Version.
+    #[serde(default)]
+    pub version: String,
+    /// Kind.
+    #[serde(default)]
+    pub kind: String,
+}
+
+/// Who sent the request to the API server.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct UserInfo {
+    /// `userInfo.username`.
+    #[serde(default)]
+    pub username: String,
+}
+
+/// The request part of a review.
+#[derive(Debug)]
+pub struct Request {
+    /// `request.uid`, echoed in the response.
+    pub uid: String,
+    /// The object's kind.
+    pub kind: GroupVersionKind,
+    /// `subResource`, if any.
+    pub sub_resource: Option<String>,
+    /// `request.name`.
+    pub name: String,
+    /// `request.namespace`.
+    pub namespace: Option<String>,
+    /// The operation.
+    pub operation: Operation,
+    /// The requester.
+    pub user: UserInfo,
+    /// `dryRun`.
+    pub dry_run: bool,
+    object: Option<Box<RawValue>>,
+    old_object: Option<Box<RawValue>>,
+}
+
+/// A decoded AdmissionReview.
+#[derive(Debug)]
+pub struct Review {
+    /// `admission.k8s.io/v1` or `admission.k8s.io/v1beta1`; the answer uses the same.
+    pub api_version: String,
+    /// The request.
+    pub request: Request,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewIn {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    request: Option<Box<RawValue>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestIn {
+    uid: String,
+    kind: GroupVersionKind,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: Operation,
+    #[serde(default)]
+    user_info: UserInfo,
+    #[serde(default)]
+    dry_run: Option<bool>,
+    #[serde(default)]
+    object: Option<Box<RawValue>>,
+    #[serde(default)]
+    old_object: Option<Box<RawValue>>,
+}
+
+/// Decodes an AdmissionReview body.
+pub fn decode_review(body: &[u8]) -> Result<Review, ReviewError> {
+    let review: ReviewIn =
+        serde_json::from_slice(body).map_err(|e| ReviewError::Malformed(e.to_string()))?;
+    if review.kind != "AdmissionReview"
+        || !matches!(
+            review.api_version.as_str(),
+            "admission.k8s.io/v1" | "admission.k8s.io/v1beta1"
+        )
+    {
+        return Err(ReviewError::WrongType {
+            api_version: crate::reference::shown(&review.api_version).into_owned(),
+            kind: crate::reference::shown(&review.kind).into_owned(),
+        });
+    }
+    let raw = review
+        .request
+        .filter(|r| r.get().trim() != "null")
+        .ok_or(ReviewError::NoRequest)?;
+    let r: RequestIn = serde_json::from_str(raw.get())
+        .map_err(|e| ReviewError::Malformed(format!("request: {e}")))?;
+    for raw in [&r.object, &r.old_object].into_iter().flatten() {
+        let text = raw.get().trim_start();
+        if !(text.starts_with('{') || text == "null") {
+            return Err(ReviewError::Malformed(
+                "object and oldObject must be objects".into(),
+            ));
+        }
+    }
+    let null = |raw: Option<Box<RawValue>>| raw.filter(|r| r.get().trim() != "null");
+    Ok(Review {
+        api_version: review.api_version,
+        request: Request {
+            uid: r.uid,
+            kind: r.kind,
+            sub_resource: r.sub_resource,
+            name: r.name,
+            namespace: r.namespace,
+            operation: r.operation,
+            user: r.user_info,
+            dry_run: r.dry_run.unwrap_or(false),
+            object: null(r.object),
+            old_object: null(r.old_object),
+        },
+    })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewOut<'a> {
+    api_version: &'a str,
+    kind: &'static str,
+    response: ResponseOut<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseOut<'a> {
+    uid: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<StatusOut<'a>>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
+}
+
+#[derive(Serialize)]
+struct StatusOut<'a> {
+    code: u16,
+    reason: &'static str,
+    message: &'a str,
+}
+
+/// The AdmissionReview answering `uid`, in `api_version`.
+pub fn encode_response(api_version: &str, uid: &str, decision: &AdmissionDecision) -> Vec<u8> {
+    let review = ReviewOut {
+        api_version,
+        kind: "AdmissionReview",
+        response: ResponseOut {
+            uid,
+            allowed: decision.allowed,
+            status: (!decision.allowed).then(|| StatusOut {
+                code: 403,
+                reason: "Forbidden",
+                message: decision.message.as_deref().unwrap_or("portcullis: denied"),
+            }),
+            warnings: &decision.warnings,
+        },
+    };
+    // Serialising these plain structs into a Vec cannot fail.
+    serde_json::to_vec(&review).unwrap_or_default()
+}
+
+/// Where each gated kind keeps its pod template, and its API group.
+fn pod_spec_path(group: &str, kind: &str) -> Option<&'static str> {
+    Some(match (group, kind) {
+        ("", "Pod") => "spec",
+        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")
+        | ("batch", "Job")
+        | ("", "ReplicationController") => "spec.template.spec",
+        ("batch", "CronJob") => "spec.jobTemplate.spec.template.spec",
+        _ => return None,
+    })
+}
+
+/// The kinds gated.
+pub const GATED_KINDS: &[&str] = &[
+    "Pod",
+    "Deployment",
+    "ReplicaSet",
+    "StatefulSet",
+    "DaemonSet",
+    "Job",
+    "CronJob",
+    "ReplicationController",
+];
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ObjectIn {
+    #[serde(default)]
+    metadata: MetaIn,
+    #[serde(default)]
+    spec: Option<SpecIn>,
+}
+
+/// A Pod spec and a workload spec in one: their fields do not overlap, so one
+/// pass reads either (`template` for workloads, `jobTemplate` for CronJobs).
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SpecIn {
+    #[serde(default)]
+    template: Option<TemplateIn>,
+    #[serde(default)]
+    job_template: Option<JobTemplateIn>,
+    #[serde(default)]
+    containers: Option<Vec<ContainerIn>>,
+    #[serde(default)]
+    init_containers: Vec<ContainerIn>,
+    #[serde(default)]
+    ephemeral_containers: Vec<ContainerIn>,
+    #[serde(default)]
+    volumes: Vec<VolumeIn>,
+    #[serde(default)]
+    image_pull_secrets: Vec<NameRef>,
+    #[serde(default)]
+    service_account_name: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+struct JobTemplateIn {
+    #[serde(default)]
+    spec: Option<JobSpecIn>,
+}
+
+#[derive(Default, Deserialize)]
+struct JobSpecIn {
+    #[serde(default)]
+    template: Option<TemplateIn>,
+}
+
+#[derive(Default, Deserialize)]
+struct TemplateIn {
+    #[serde(default)]
+    metadata: MetaIn,
+    #[serde(default)]
+    spec: Option<PodSpecIn>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodSpecIn {
+    #[serde(default)]
+    containers: Option<Vec<ContainerIn>>,
+    #[serde(default)]
+    init_containers: Vec<ContainerIn>,
+    #[serde(default)]
+    ephemeral_containers: Vec<ContainerIn>,
+    #[serde(default)]
+    volumes: Vec<VolumeIn>,
+    #[serde(default)]
+    image_pull_secrets: Vec<NameRef>,
+    #[serde(default)]
+    service_account_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ContainerIn {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    image: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct VolumeIn {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    image: Option<ImageVolumeIn>,
+}
+
+#[derive(Deserialize)]
+struct ImageVolumeIn {
+    #[serde(default)]
+    reference: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NameRef {
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MetaIn {
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    generate_name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    owner_references: Vec<OwnerIn>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OwnerIn {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    uid: String,
+    #[serde(default)]
+    controller: Option<bool>,
+}
+
+impl Request {
+    /// The workload of this request, or `None` when its kind or operation is
+    /// not gated. Owner references count only when `trust` names the requester.
+    pub fn workload(&self, trust: &OwnerTrust) -> Result<Option<Workload>, AdmissionError> {
+        if !matches!(self.operation, Operation::Create | Operation::Update) {
+            return Ok(None);
+        }
+        // Subresources (status, scale, ...) never change images, except
+        // `ephemeralcontainers`, which adds containers to a running pod.
+        if let Some(sub) = self.sub_resource.as_deref()
+            && sub != "ephemeralcontainers"
+        {
+            return Ok(None);
+        }
+        let kind = self.kind.kind.as_str();
+        let Some(path) = pod_spec_path(&self.kind.group, kind) else {
+            return Ok(None);
+        };
+        let raw = self.object.as_ref().ok_or(AdmissionError::NoObject)?;
+        let malformed = |name: &str, message: String| AdmissionError::MalformedSpec {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            path,
+            message,
+        };
+        let object: ObjectIn =
+            serde_json::from_str(raw.get()).map_err(|e| malformed(&self.name, e.to_string()))?;
+        let name = object
+            .metadata
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .or_else(|| object.metadata.generate_name.clone())
+            .unwrap_or_else(|| self.name.clone());
+        let (template_labels, spec) =
+            pod_spec(object.spec, kind).ok_or_else(|| malformed(&name, "missing".into()))?;
+        let labels = if kind == "Pod" {
+            object.metadata.labels.clone()
+        } else {
+            template_labels
+        };
+        let old_images: BTreeSet<String> = match (self.operation, &self.old_object) {
+            (Operation::Update, Some(old)) => serde_json::from_str::<ObjectIn>(old.get())
+                .ok()
+                .and_then(|o| pod_spec(o.spec, kind))
+                .map(|(_, s)| gated(&s).into_iter().map(|c| c.image).collect())
+                .unwrap_or_default(),
+            _ => BTreeSet::new(),
+        };
+        let containers = gated(&spec)
+            .into_iter()
+            .filter(|c| !old_images.contains(&c.image))
+            .collect();
+        let owners = &object.metadata.owner_references;
+        let claimed = owners
+            .iter()
+            .find(|o| o.controller == Some(true))
+            .or_else(|| owners.first());
+        let trusted = trust.controllers.contains(&self.user.username);
+        let owner = claimed.filter(|_| trusted).map(|o| OwnerClaim {
+            api_version: o.api_version.clone(),
+            kind: o.kind.clone(),
+            name: o.name.clone(),
+            uid: o.uid.clone(),
+        });
+        let workload = match (&owner, kind) {
+            (Some(o), "Pod") => Some(owning_workload(o, &labels)),
+            (None, "Pod") => None,
+            (Some(o), _) => Some(o.name.clone()),
+            (None, _) => Some(name.clone()),
+        };
+        Ok(Some(Workload {
+            kind: kind.to_owned(),
+            namespace: self
+                .namespace
+                .clone()
+                .or(object.metadata.namespace)
+                .unwrap_or_default(),
+            pod_name: (kind == "Pod").then(|| name.clone()),
+            name,
+            workload,
+            owner_ignored: claimed.is_some() && !trusted,
+            owner,
+            labels,
+            containers,
+            pull_secrets: spec
+                .image_pull_secrets
+                .into_iter()
+                .map(|r| r.name)
+                .filter(|n| !n.is_empty())
+                .collect(),
+            service_account: spec
+                .service_account_name
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "default".into()),
+        }))
+    }
+}
+
+/// The pod spec (and the template's labels) of a kind's object.
+fn pod_spec(spec: Option<SpecIn>, kind: &str) -> Option<(BTreeMap<String, String>, PodSpecIn)> {
+    let spec = spec?;
+    let template = match kind {
+        "Pod" => {
+            spec.containers.as_ref()?;
+            return Some((
+                BTreeMap::new(),
+                PodSpecIn {
+                    containers: spec.containers,
+                    init_containers: spec.init_containers,
+                    ephemeral_containers: spec.ephemeral_containers,
+                    volumes: spec.volumes,
+                    image_pull_secrets: spec.image_pull_secrets,
+                    service_account_name: spec.service_account_name,
+                },
+            ));
+        }
+        "CronJob" => spec.job_template?.spec?.template?,
+        _ => spec.template?,
+    };
+    let pod = template.spec?;
+    pod.containers.as_ref()?;
+    Some((template.metadata.labels, pod))
+}
+
+/// Every image the kubelet pulls for this spec.
+fn gated(spec: &PodSpecIn) -> Vec<GatedContainer> {
+    let mut out = Vec::new();
+    let none = Vec::new();
+    let lists = [
+        (&spec.init_containers, ContainerKind::Init),
+        (
+            spec.containers.as_ref().unwrap_or(&none),
+            ContainerKind::Container,
+        ),
+        (&spec.ephemeral_containers, ContainerKind::Ephemeral),
+    ];
+    for (list, kind) in lists {
+        for c in list {
+            if let Some(image) = &c.image {
+                out.push(GatedContainer {
+                    name: c.name.clone(),
+                    image: image.clone(),
+                    kind,
+                });
+            }
+        }
+    }
+    for v in &spec.volumes {
+        if let Some(reference) = v.image.as_ref().and_then(|i| i.reference.clone()) {
+            out.push(GatedContainer {
+                name: format!("volume:{}", v.name),
+                image: reference,
+                kind: ContainerKind::ImageVolume,
+            });
+        }
+    }
+    out
+}
+
+/// A Pod's owning workload as far as its own request tells: a ReplicaSet's
+/// Deployment (name minus the `pod-template-hash`), else the owner. In a
+/// cluster the gate replaces this with the owner's own controller.
+fn owning_workload(owner: &OwnerClaim, labels: &BTreeMap<String, String>) -> String {
+    if owner.kind == "ReplicaSet"
+        && let Some(hash) = labels.get("pod-template-hash")
+        && let Some(deployment) = owner.name.strip_suffix(&format!("-{hash}"))
+    {
+        return deployment.to_owned();
+    }
+    owner.name.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn review(object: &str, username: &str) -> Review {
+        let body = format!(
+            r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"uid":"u1","kind":{{"group":"","version":"v1","kind":"Pod"}},"resource":{{"group":"","version":"v1","resource":"pods"}},"name":"p","namespace":"team","operation":"CREATE","userInfo":{{"username":"{username}"}},"object":{object}}}}}"#
+        );
+        decode_review(body.as_bytes()).unwrap()
+    }
+
+    const OWNED_POD: &str = r#"{"metadata":{"name":"web-7d9f-abcde","labels":{"pod-template-hash":"7d9f"},"ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"web-7d9f","uid":"rs-uid","controller":true}]},"spec":{"containers":[{"name":"c","image":"nginx"}],"volumes":[{"name":"models","image":{"reference":"registry.example.com/models:1"}},{"name":"tmp","emptyDir":{}}]}}"#;
+
+    #[test]
+    fn image_volumes_are_gated_as_volume_containers() {
+        let w = review(OWNED_POD, "x")
+            .request
+            .workload(&OwnerTrust::default())
+            .unwrap()
+            .unwrap();
+        let images: Vec<(&str, &str, ContainerKind)> = w
+            .containers
+            .iter()
+            .map(|c| (c.name.as_str(), c.image.as_str(), c.kind))
+            .collect();
+        assert_eq!(
+            images,
+            [
+                ("c", "nginx", ContainerKind::Container),
+                (
+                    "volume:models",
+                    "registry.example.com/models:1",
+                    ContainerKind::ImageVolume
+                )
+            ]
+        );
+    }
+
+    #[test]
+    fn owner_references_count_only_from_a_trusted_controller() {
+        let trust = OwnerTrust::default();
+        let w = review(
+            OWNED_POD,
+            "system:serviceaccount:kube-system:replicaset-controller",
+        )
+        .request
+        .workload(&trust)
+        .unwrap()
+        .unwrap();
+        assert_eq!(w.workload.as_deref(), Some("web"));
+        assert_eq!(w.owner.as_ref().map(|o| o.uid.as_str()), Some("rs-uid"));
+        assert!(!w.owner_ignored);
+        // The same Pod written by a tenant is judged as itself.
+        let w = review(OWNED_POD, "alice")
+            .request
+            .workload(&trust)
+            .unwrap()
+            .unwrap();
+        assert_eq!(w.workload, None);
+        assert_eq!(w.owner, None);
+        assert!(w.owner_ignored);
+    }
+
+    #[test]
+    fn reviews_of_the_wrong_type_are_refused() {
+        for (body, want) in [
+            (r#"{"apiVersion":"v1","kind":"Pod"}"#, "got v1 Pod"),
+            (
+                r#"{"apiVersion":"admission.k8s.io/v2","kind":"AdmissionReview","request":{}}"#,
+                "got admission.k8s.io/v2",
+            ),
+            (
+                r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#,
+                "without a request",
+            ),
+            (r#"[1,2]"#, "not an AdmissionReview"),
+        ] {
+            let e = decode_review(body.as_bytes()).unwrap_err().to_string();
+            assert!(e.contains(want), "{body}: {e}");
+        }
+    }
+
+    #[test]
+    fn responses_echo_the_uid_and_version() {
+        let d = AdmissionDecision {
+            allowed: false,
+            action: crate::engine::Action::Deny,
+            message: Some("no".into()),
+            warnings: vec!["w".into()],
+        };
+        let out: serde_json::Value =
+            serde_json::from_slice(&encode_response("admission.k8s.io/v1beta1", "u-9", &d))
+                .unwrap();
+        assert_eq!(out["apiVersion"], "admission.k8s.io/v1beta1");
+        assert_eq!(out["response"]["uid"], "u-9");
+        assert_eq!(out["response"]["allowed"], false);
+        assert_eq!(out["response"]["status"]["code"], 403);
+        assert_eq!(out["response"]["status"]["message"], "no");
+        assert_eq!(out["response"]["warnings"][0], "w");
+    }
+}
