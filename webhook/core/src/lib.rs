@@ -4,6 +4,7 @@
 //! reads a clock or needs an async runtime.
 
 pub mod admission;
+pub mod auth;
 pub mod documents;
 pub mod engine;
 pub mod findings;

@@ -7,7 +7,7 @@
 //! - `lookup`: image → per-platform findings, with caches and coalescing.
 
 pub mod access;
-pub mod auth;
+pub use portcullis_core::auth;
 pub mod client;
 pub mod dns;
 pub mod error;

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
+use crate::reference::RegistryHost;
+
 /// Credentials for one registry.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub enum Credentials {
@@ -183,26 +185,19 @@ pub fn docker_config_credentials(json: &[u8], registry: &str) -> Option<Credenti
         auth: Option<String>,
     }
     let config: DockerConfig = serde_json::from_slice(json).ok()?;
-    let wanted = registry.to_ascii_lowercase();
-    let aliases: &[&str] = if wanted == "docker.io" {
-        &[
-            "docker.io",
-            "index.docker.io",
-            "registry-1.docker.io",
-            "https://index.docker.io/v1/",
-        ]
-    } else {
-        &[]
-    };
+    // Both sides normalised like image references (case, default port,
+    // Docker Hub's aliases, IP forms), so a key matches the registry the
+    // gate names, and only that one.
+    let wanted = RegistryHost::parse(registry).ok()?;
     let entry = config.auths.iter().find_map(|(key, auth)| {
         let host = key
             .trim_start_matches("https://")
             .trim_start_matches("http://")
             .split('/')
             .next()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        (host == wanted || aliases.contains(&key.as_str()) || aliases.contains(&host.as_str()))
+            .unwrap_or_default();
+        RegistryHost::parse(host)
+            .is_ok_and(|h| h == wanted)
             .then_some(auth)
     })?;
     if let (Some(u), Some(p)) = (&entry.username, &entry.password) {
@@ -282,6 +277,9 @@ mod tests {
             })
         );
         assert_eq!(docker_config_credentials(b"not json", "docker.io"), None);
+        // Case and the default port do not make another registry.
+        let json = br#"{"auths":{"Registry.Example.com:443":{"auth":"dXNlcjpwYXNz"}}}"#;
+        assert!(docker_config_credentials(json, "registry.example.com").is_some());
     }
 
     #[test]
