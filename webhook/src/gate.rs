@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder};
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::admission::{GatedContainer, OwnerTrust, Review, Workload};
+use crate::admission::{ContainerKind, GatedContainer, OwnerTrust, Review, Workload};
 use crate::engine::{
     Action, AdmissionDecision, AnswerOptions, ContainerDecision, Decision, Evidence,
     FailureActions, FailureClass, Subject, TargetEvidence, aggregate_with,
@@ -284,7 +284,7 @@ impl Gate {
                     let s = subject(&workload, &c.name, None, None);
                     ContainerOutcome {
                         container: c.name.clone(),
-                        image: shown(&c.image).into_owned(),
+                        image: shown_image(c),
                         digest: None,
                         decision: snapshot.policies.evaluate_unidentified(
                             &s,
@@ -428,7 +428,7 @@ impl Gate {
     ) -> ContainerOutcome {
         let policies = &snapshot.policies;
         let s = subject(w, &c.name, Some(image_ref), None);
-        let shown_image = shown(&c.image).into_owned();
+        let shown_image = shown_image(c);
         let outcome = |decision, digest| ContainerOutcome {
             container: c.name.clone(),
             image: shown_image.clone(),
@@ -608,6 +608,15 @@ pub fn registry_label(snapshot: &Snapshot, registry: &RegistryHost) -> Arc<str> 
     match KNOWN_REGISTRIES.iter().find(|k| **k == registry.as_str()) {
         Some(k) => Arc::from(*k),
         None => Arc::from("other"),
+    }
+}
+
+/// The image as messages show it: capped, and for an image volume followed
+/// by `(volume:<name>)` so the user knows which part of the spec it is.
+fn shown_image(c: &GatedContainer) -> String {
+    match c.kind {
+        ContainerKind::ImageVolume => format!("{} ({})", shown(&c.image), c.name),
+        _ => shown(&c.image).into_owned(),
     }
 }
 

@@ -391,7 +391,7 @@ async fn accept_loop<H, F>(
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    let slots = Arc::new(Semaphore::new(max.max(1)));
+    let table = Arc::new(Connections::new(max));
     loop {
         let stopped = async {
             let _ = stop.wait_for(|s| *s).await.map(|_| ());
@@ -409,7 +409,8 @@ async fn accept_loop<H, F>(
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        let Some(conn) = table.admit() else {
+            // Every slot is serving a request: refuse this one.
             if count {
                 metrics.connection_refused();
             }
@@ -422,28 +423,135 @@ async fn accept_loop<H, F>(
         let stop = stop.clone();
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            let _slot = slot;
             let _open = count.then(|| OpenConnection::new(metrics));
-            match tls {
-                Some(acceptor) => {
-                    let Ok(Ok(stream)) =
-                        tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await
-                    else {
-                        return;
-                    };
-                    serve_connection(stream, limits, stop, handler).await;
+            let evicted = conn.evicted.clone();
+            let serve = async {
+                match tls {
+                    Some(acceptor) => {
+                        let Ok(Ok(stream)) =
+                            tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp))
+                                .await
+                        else {
+                            return;
+                        };
+                        serve_connection(stream, limits, stop, &conn, handler).await;
+                    }
+                    None => serve_connection(tcp, limits, stop, &conn, handler).await,
                 }
-                None => serve_connection(tcp, limits, stop, handler).await,
+            };
+            tokio::select! {
+                () = serve => {}
+                () = evicted.notified() => {}
             }
         });
     }
     drop(listener);
-    // Every slot back means every connection closed.
-    let _ = tokio::time::timeout(
-        limits.drain_timeout,
-        slots.acquire_many(u32::try_from(max.max(1)).unwrap_or(u32::MAX)),
-    )
-    .await;
+    let _ = tokio::time::timeout(limits.drain_timeout, table.drained()).await;
+}
+
+/// The open connections of one listener. When all `max` slots are taken, a
+/// new connection evicts the one idle the longest (handshaking, or waiting
+/// for a request head): an attacker's idle or slowloris connections make
+/// room for the API server's instead of locking it out. Only when every
+/// slot is serving a request is a new connection refused.
+struct Connections {
+    max: usize,
+    table: std::sync::Mutex<ConnTable>,
+    empty: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct ConnTable {
+    next: u64,
+    open: std::collections::HashMap<u64, ConnEntry>,
+}
+
+struct ConnEntry {
+    busy: bool,
+    idle_since: std::time::Instant,
+    evict: Arc<tokio::sync::Notify>,
+}
+
+/// One connection's place in [`Connections`]; leaving frees it.
+struct ConnSlot {
+    id: u64,
+    table: Arc<Connections>,
+    evicted: Arc<tokio::sync::Notify>,
+}
+
+impl Connections {
+    fn new(max: usize) -> Self {
+        Connections {
+            max: max.max(1),
+            table: std::sync::Mutex::new(ConnTable::default()),
+            empty: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ConnTable> {
+        // A poisoned table still holds valid bookkeeping.
+        self.table.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn admit(self: &Arc<Self>) -> Option<ConnSlot> {
+        let mut t = self.lock();
+        if t.open.len() >= self.max {
+            let oldest = t
+                .open
+                .iter()
+                .filter(|(_, e)| !e.busy)
+                .min_by_key(|(_, e)| e.idle_since)
+                .map(|(id, _)| *id)?;
+            if let Some(e) = t.open.remove(&oldest) {
+                e.evict.notify_one();
+            }
+        }
+        let id = t.next;
+        t.next += 1;
+        let evicted = Arc::new(tokio::sync::Notify::new());
+        t.open.insert(
+            id,
+            ConnEntry {
+                busy: false,
+                idle_since: std::time::Instant::now(),
+                evict: evicted.clone(),
+            },
+        );
+        Some(ConnSlot {
+            id,
+            table: self.clone(),
+            evicted,
+        })
+    }
+
+    async fn drained(&self) {
+        loop {
+            let notified = self.empty.notified();
+            if self.lock().open.is_empty() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl ConnSlot {
+    fn set_busy(&self, busy: bool) {
+        if let Some(e) = self.table.lock().open.get_mut(&self.id) {
+            e.busy = busy;
+            e.idle_since = std::time::Instant::now();
+        }
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        let mut t = self.table.lock();
+        t.open.remove(&self.id);
+        if t.open.is_empty() {
+            self.table.empty.notify_waiters();
+        }
+    }
 }
 
 struct OpenConnection(Arc<Metrics>);
@@ -465,6 +573,7 @@ async fn serve_connection<S, H, F>(
     stream: S,
     limits: ServerLimits,
     mut stop: watch::Receiver<bool>,
+    slot: &ConnSlot,
     handler: H,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -472,9 +581,14 @@ async fn serve_connection<S, H, F>(
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
-    let service = hyper::service::service_fn(move |req| {
+    let service = hyper::service::service_fn(|req| {
+        slot.set_busy(true);
         let f = handler(req);
-        async move { Ok::<_, Infallible>(f.await) }
+        async move {
+            let response = f.await;
+            slot.set_busy(false);
+            Ok::<_, Infallible>(response)
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

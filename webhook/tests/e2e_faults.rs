@@ -188,8 +188,17 @@ async fn destinations_named_by_images_are_guarded() {
     for image in [
         format!("{}/shop/web:1.0", dist.addr),
         format!("localhost:{port}/shop/web:1.0"),
+        // Case and numeric forms the URL parser reads as loopback and the
+        // metadata address (they passed as public names before).
+        format!("LOCALHOST:{port}/shop/web:1.0"),
+        format!("127.1:{port}/shop/web:1.0"),
+        format!("127.0.1:{port}/shop/web:1.0"),
+        format!("0x7f.0.0.1:{port}/shop/web:1.0"),
+        format!("2130706433:{port}/shop/web:1.0"),
+        "169.254.43518/latest/meta-data:1".to_owned(),
         "169.254.169.254/latest/meta-data:1".to_owned(),
         "10.0.0.1:5000/internal/app:1".to_owned(),
+        "[64:ff9b::a9fe:a9fe]/app:1".to_owned(),
         "registry.kube-system.svc.cluster.local:5000/app:1".to_owned(),
     ] {
         let dep = kubectl(&["deployment", "x", &format!("--image={image}")], "shop");
@@ -206,6 +215,43 @@ async fn destinations_named_by_images_are_guarded() {
     assert!(
         !metrics.contains("portcullis_registry_requests_total{"),
         "{metrics}"
+    );
+}
+
+/// A registry that redirects a blob into the metadata address: the refused
+/// redirect is the guard's (BlockedDestination, denied by default), not
+/// registry trouble (audited) as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_into_a_refused_address_is_blocked_destination() {
+    let dist = Registry::distribution(None);
+    let report = fixture("trivy-json/trivy-debian-buster.json.golden");
+    dist.push_image("shop/redirected:1.0", &[], None);
+    dist.attach("shop/redirected:1.0", &report, RECENT, None);
+    let proxy = FaultProxy::start(&dist.addr).await;
+    proxy.inject(
+        "/shop/redirected/blobs/",
+        Fault::Redirect("http://169.254.169.254/latest/meta-data/iam".into()),
+    );
+    let p = &proxy.addr;
+    let wh = Webhook::start(
+        POLICIES,
+        None,
+        &[
+            "--allow-destination=127.0.0.1/32",
+            &format!("--insecure-registry={p}"),
+        ],
+    );
+    let dep = kubectl(
+        &["deployment", "r", &format!("--image={p}/shop/redirected:1.0")],
+        "shop",
+    );
+    let r = wh.review("CREATE", &dep, None).await;
+    assert_eq!(r["allowed"], false, "{r}");
+    let message = r["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("redirect refused: 169.254.169.254 is a link-local address")
+            && message.ends_with("(reason BlockedDestination)"),
+        "{message}"
     );
 }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
+use futures::StreamExt;
 use jiff::Timestamp;
 use moka::future::Cache;
 use serde::Deserialize;
@@ -268,13 +268,18 @@ impl ImageLookup {
                 digest: digest.clone(),
             }],
             ManifestKind::Index(platforms) => {
+                // A bounded fan-out: each pending lookup holds a request's
+                // worth of state, and an index may list many platforms.
+                let digests: Vec<String> = platforms.iter().map(|(_, d)| d.clone()).collect();
                 let (own, per_platform) = futures::join!(
                     self.target_findings(&target, &digest),
-                    join_all(
-                        platforms
-                            .iter()
-                            .map(|(_, d)| self.target_findings(&target, d))
-                    )
+                    futures::stream::iter(digests)
+                        .map(|d| {
+                            let target = &target;
+                            async move { self.target_findings(target, &d).await }
+                        })
+                        .buffered(PLATFORM_FAN_OUT)
+                        .collect::<Vec<_>>()
                 );
                 index_targets(&digest, own, platforms, per_platform)
             }
@@ -501,6 +506,9 @@ impl ImageLookup {
 }
 
 const NOT_FINDINGS: &str = "not findings: ";
+
+/// Platforms of one index looked up at once.
+const PLATFORM_FAN_OUT: usize = 16;
 
 enum ArtifactProblem {
     Unusable(String),

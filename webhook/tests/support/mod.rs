@@ -343,14 +343,20 @@ impl TokenServer {
     }
 }
 
+/// Pass in `args` to return before `/readyz` answers 200 (the flag itself is
+/// not given to the binary).
+pub const NO_WAIT: &str = "--test-no-wait";
+
 /// The webhook binary, serving TLS with a fresh self-signed certificate.
 pub struct Webhook {
     pub port: u16,
     pub metrics_port: u16,
     pub client: reqwest::Client,
     pub dir: tempfile::TempDir,
+    /// The serving certificate (PEM), for raw TLS clients.
+    pub cert_pem: String,
     log: PathBuf,
-    _proc: Proc,
+    proc: Proc,
 }
 
 pub fn install_crypto() {
@@ -397,7 +403,7 @@ impl Webhook {
                 "--policy-dir={}",
                 dir.path().join("policies").display()
             ))
-            .args(args)
+            .args(args.iter().filter(|a| **a != NO_WAIT))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         if let Some(rc) = registry_config {
@@ -409,10 +415,12 @@ impl Webhook {
         }
         let child = cmd.spawn().unwrap();
         let proc = Proc(child);
-        wait_http(
-            &format!("http://127.0.0.1:{metrics_port}/readyz"),
-            "portcullis-webhook",
-        );
+        if !args.iter().any(|a| *a == NO_WAIT) {
+            wait_http(
+                &format!("http://127.0.0.1:{metrics_port}/readyz"),
+                "portcullis-webhook",
+            );
+        }
         let client = reqwest::Client::builder()
             .add_root_certificate(
                 reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap(),
@@ -424,9 +432,74 @@ impl Webhook {
             metrics_port,
             client,
             dir,
+            cert_pem: cert.cert.pem(),
             log,
-            _proc: proc,
+            proc,
         }
+    }
+
+    /// The process ID.
+    pub fn pid(&self) -> u32 {
+        self.proc.0.id()
+    }
+
+    /// A field of `/proc/<pid>/status` in kB (`VmHWM`, `VmRSS`) or as a
+    /// count (`Threads`).
+    pub fn status(&self, field: &str) -> u64 {
+        let text = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:")))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+
+    /// Sends SIGTERM and returns how long the process took to exit.
+    pub fn terminate(&mut self) -> Duration {
+        let started = Instant::now();
+        Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        loop {
+            if self.proc.0.try_wait().unwrap().is_some() {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the webhook did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// GET on the health port; the status code, or 0 when unreachable.
+    pub async fn health(&self, path: &str) -> u16 {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        match client
+            .get(format!("http://127.0.0.1:{}{path}", self.metrics_port))
+            .send()
+            .await
+        {
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 0,
+        }
+    }
+
+    /// A TLS connector trusting this webhook's certificate.
+    pub fn tls_connector(&self) -> tokio_rustls::TlsConnector {
+        let mut roots = rustls::RootCertStore::empty();
+        use rustls::pki_types::pem::PemObject;
+        for c in rustls::pki_types::CertificateDer::pem_slice_iter(self.cert_pem.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
     }
 
     /// POSTs raw bytes to /validate.
@@ -529,6 +602,8 @@ pub enum Fault {
     BearerRealm(String),
     /// Add this much latency, then forward.
     Delay(Duration),
+    /// Answer 307 to this location.
+    Redirect(String),
 }
 
 /// A fault-injecting HTTP proxy in front of a real registry; it also counts
@@ -602,6 +677,13 @@ impl FaultProxy {
                             .unwrap();
                     }
                     Some(Fault::Oversize(n)) => return reply(200, vec![b' '; *n]),
+                    Some(Fault::Redirect(location)) => {
+                        return Response::builder()
+                            .status(307)
+                            .header("location", location.as_str())
+                            .body(Body::empty())
+                            .unwrap();
+                    }
                     Some(Fault::BearerRealm(realm))
                         if !req.headers().contains_key("authorization") =>
                     {
