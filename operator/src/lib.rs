@@ -1,6 +1,7 @@
 //! Portcullis operator: syncs RuleSources (portal documents) into
 //! SecurityArtifactPolicies, keeps the webhook's certificate and caBundle,
-//! sets up federated registry identity, ensures the default rule, and elects
+//! sets up federated registry identity, ensures the default rule, reports
+//! whether each policy compiles in the gating engine, and elects
 //! a leader so that only one replica writes.
 
 pub mod certificates;
@@ -9,6 +10,7 @@ pub mod document;
 pub mod identity;
 pub mod leadership;
 pub mod metrics;
+pub mod policy_status;
 pub mod portal;
 pub mod rule_source;
 

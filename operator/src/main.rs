@@ -19,6 +19,7 @@ use portcullis_operator::default_rule::ensure_default_rule;
 use portcullis_operator::identity::{self, IdentityContext, WebhookIdentity};
 use portcullis_operator::leadership::Leadership;
 use portcullis_operator::metrics::Metrics;
+use portcullis_operator::policy_status::{self, PolicyStatusContext};
 use portcullis_operator::rule_source::{self, Context};
 
 /// Portcullis operator: syncs RuleSources (a rules endpoint or a ConfigMap)
@@ -279,6 +280,27 @@ async fn run(config: Config) -> Result<(), String> {
         }
     });
     tokio::spawn(access_controller);
+    let policy_status = Arc::new(PolicyStatusContext {
+        client: client.clone(),
+        metrics: ctx.metrics.clone(),
+        leader: leader.clone(),
+    });
+    let policy_controller = Controller::new(
+        Api::<SecurityArtifactPolicy>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .shutdown_on_signal()
+    .run(
+        policy_status::reconcile,
+        policy_status::error_policy,
+        policy_status,
+    )
+    .for_each(|result| async move {
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "securityartifactpolicy status reconcile");
+        }
+    });
+    tokio::spawn(policy_controller);
     ready.store(true, Ordering::Release);
     tracing::info!("portcullis-operator running");
     Controller::new(

@@ -490,7 +490,9 @@ impl Connections {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ConnTable> {
         // A poisoned table still holds valid bookkeeping.
-        self.table.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.table
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn admit(self: &Arc<Self>) -> Option<ConnSlot> {

@@ -244,7 +244,9 @@ fn owners_api(
                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "d-1", "controller": true}]
                     }
                 });
-                send.send_response(Response::new(Body::from(serde_json::to_vec(&body).unwrap())));
+                send.send_response(Response::new(Body::from(
+                    serde_json::to_vec(&body).unwrap(),
+                )));
             } else {
                 let mut resp = Response::new(Body::from(
                     br#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}"#.to_vec(),
@@ -317,7 +319,9 @@ async fn owner_references_are_verified_and_invalid_rules_fail_closed() {
     drain(&mut requests);
 
     // The real owner, named by the ReplicaSet controller: exempt.
-    let d = gate.review(&pod(controller, "rs-1", "shop", "UPPER/Case:1")).await;
+    let d = gate
+        .review(&pod(controller, "rs-1", "shop", "UPPER/Case:1"))
+        .await;
     assert!(d.allowed, "{d:?}");
     assert_eq!(
         drain(&mut requests),
@@ -325,17 +329,23 @@ async fn owner_references_are_verified_and_invalid_rules_fail_closed() {
         "one metadata GET for the owner"
     );
     // The owner's name with a made-up UID: judged as itself.
-    let d = gate.review(&pod(controller, "forged", "shop", "UPPER/Case:1")).await;
+    let d = gate
+        .review(&pod(controller, "forged", "shop", "UPPER/Case:1"))
+        .await;
     assert!(!d.allowed, "{d:?}");
     assert!(d.message.unwrap().ends_with("(reason InvalidReference)"));
     // The real name and UID, copied into a Pod a tenant creates: not even
     // looked up.
-    let d = gate.review(&pod("alice", "rs-1", "shop", "UPPER/Case:1")).await;
+    let d = gate
+        .review(&pod("alice", "rs-1", "shop", "UPPER/Case:1"))
+        .await;
     assert!(!d.allowed, "{d:?}");
     assert!(drain(&mut requests).is_empty());
 
     // The invalid Deny rule denies in its scope, saying why.
-    let d = gate.review(&pod("alice", "x", "payments", "10.0.0.1:5000/app:1")).await;
+    let d = gate
+        .review(&pod("alice", "x", "payments", "10.0.0.1:5000/app:1"))
+        .await;
     assert!(!d.allowed);
     let message = d.message.unwrap();
     assert!(

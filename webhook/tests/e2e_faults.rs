@@ -242,7 +242,11 @@ async fn a_redirect_into_a_refused_address_is_blocked_destination() {
         ],
     );
     let dep = kubectl(
-        &["deployment", "r", &format!("--image={p}/shop/redirected:1.0")],
+        &[
+            "deployment",
+            "r",
+            &format!("--image={p}/shop/redirected:1.0"),
+        ],
         "shop",
     );
     let r = wh.review("CREATE", &dep, None).await;

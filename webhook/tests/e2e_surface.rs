@@ -194,7 +194,10 @@ async fn policy_files_are_read_strictly_at_start_and_on_reload() {
     // On reload: the rules in force stay, and the failure shows.
     let w = Webhook::start(DENY_CRITICAL, None, &["--policy-reload-interval=200ms"]);
     let metrics = w.metrics().await;
-    assert!(metrics.contains("portcullis_policy_last_reload_success 1"), "{metrics}");
+    assert!(
+        metrics.contains("portcullis_policy_last_reload_success 1"),
+        "{metrics}"
+    );
     let broken = format!("{DENY_CRITICAL}---\n{DENY_CRITICAL}");
     std::fs::write(w.dir.path().join("policies/rules.yaml"), broken).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -209,7 +212,8 @@ async fn policy_files_are_read_strictly_at_start_and_on_reload() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
-        w.log().contains("SecurityArtifactPolicy deny-critical is defined twice"),
+        w.log()
+            .contains("SecurityArtifactPolicy deny-critical is defined twice"),
         "{}",
         w.log()
     );
@@ -247,7 +251,10 @@ spec:
     assert_eq!(r["allowed"], false, "{r}");
     let message = r["status"]["message"].as_str().unwrap();
     assert!(
-        message.starts_with(&format!("{}/models/llm:1 (volume:models): No vulnerability findings", dist.addr)),
+        message.starts_with(&format!(
+            "{}/models/llm:1 (volume:models): No vulnerability findings",
+            dist.addr
+        )),
         "{message}"
     );
     // The container itself (nginx) is out of the rule's scope.

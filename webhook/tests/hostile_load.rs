@@ -48,15 +48,26 @@ async fn timed_review(w: &Webhook, review: &Value) -> (u16, Value, Duration) {
     let started = Instant::now();
     let (status, body) = w.post(serde_json::to_vec(review).unwrap()).await;
     let took = started.elapsed();
-    (status, serde_json::from_str(&body).unwrap_or(Value::Null), took)
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::Null),
+        took,
+    )
 }
 
 async fn assert_serving(w: &Webhook, deadline: Duration) {
-    assert_eq!(w.health("/healthz").await, 200, "/healthz stopped answering");
+    assert_eq!(
+        w.health("/healthz").await,
+        200,
+        "/healthz stopped answering"
+    );
     let review = review_for("CREATE", &pod("probe", &["nginx:1.27".into()]), None);
     let (status, body, took) = timed_review(w, &review).await;
     assert_eq!(status, 200, "{body}");
-    assert!(took < deadline + Duration::from_secs(1), "answered in {took:?}");
+    assert!(
+        took < deadline + Duration::from_secs(1),
+        "answered in {took:?}"
+    );
 }
 
 fn assert_memory(w: &Webhook) {
@@ -145,7 +156,10 @@ async fn slowloris_and_slow_uploads_are_cut_off() {
     );
     assert_memory(&w);
     let metrics = w.metrics().await;
-    assert!(metrics.contains("portcullis_connections_refused_total"), "{metrics}");
+    assert!(
+        metrics.contains("portcullis_connections_refused_total"),
+        "{metrics}"
+    );
 }
 
 /// A thousand idle connections: before, 1,011 exhausted the file
@@ -182,7 +196,10 @@ async fn a_thousand_idle_connections_starve_nothing() {
             _ => still_open += 1,
         }
     }
-    assert_eq!(still_open, 0, "idle TLS connections were kept past the idle timeout");
+    assert_eq!(
+        still_open, 0,
+        "idle TLS connections were kept past the idle timeout"
+    );
     drop(held);
     assert_serving(&w, Duration::from_secs(3)).await;
     assert_memory(&w);
@@ -243,15 +260,23 @@ async fn unresolvable_hosts_answer_by_the_deadline_and_shutdown_is_prompt() {
     let (status, body, took) = timed_review(&w, &review).await;
     assert_eq!(status, 200, "{body}");
     assert!(took < Duration::from_secs(3), "answered in {took:?}");
-    assert_eq!(body["response"]["allowed"], true, "RegistryUnavailable is audited by default");
+    assert_eq!(
+        body["response"]["allowed"], true,
+        "RegistryUnavailable is audited by default"
+    );
     let warnings = body["response"]["warnings"].as_array().unwrap();
     assert!(
-        warnings.iter().any(|w| w.as_str().unwrap().contains("RegistryUnavailable")),
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("RegistryUnavailable")),
         "{warnings:?}"
     );
     assert_serving(&w, Duration::from_secs(2)).await;
     let threads = w.status("Threads");
-    assert!(threads < 64, "{threads} threads: lookups must not hold a thread each");
+    assert!(
+        threads < 64,
+        "{threads} threads: lookups must not hold a thread each"
+    );
     assert_memory(&w);
     let stopped = w.terminate();
     assert!(stopped < Duration::from_secs(5), "SIGTERM took {stopped:?}");
@@ -293,7 +318,13 @@ async fn scripted_registry(platforms: usize, delay: Duration) -> ScriptedRegistr
     let addr = listener.local_addr().unwrap().to_string();
     let (r, f, m) = (requests.clone(), in_flight.clone(), max_in_flight.clone());
     let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
-        let (index, digest, r, f, m) = (index.clone(), digest.clone(), r.clone(), f.clone(), m.clone());
+        let (index, digest, r, f, m) = (
+            index.clone(),
+            digest.clone(),
+            r.clone(),
+            f.clone(),
+            m.clone(),
+        );
         async move {
             r.fetch_add(1, Ordering::SeqCst);
             let now = f.fetch_add(1, Ordering::SeqCst) + 1;
@@ -339,14 +370,25 @@ async fn a_ten_thousand_platform_index_is_bounded() {
     ];
     let args: Vec<&str> = flags.iter().map(String::as_str).collect();
     let w = Webhook::start(AUDIT_ALL, None, &args);
-    let review = review_for("CREATE", &pod("multiarch", &[image.clone()]), None);
+    let review = review_for(
+        "CREATE",
+        &pod("multiarch", std::slice::from_ref(&image)),
+        None,
+    );
     let (status, body, took) = timed_review(&w, &review).await;
     assert_eq!(status, 200);
     assert_eq!(body["response"]["allowed"], false, "{body}");
     let message = body["response"]["status"]["message"].as_str().unwrap();
-    assert!(message.contains("10000 platforms") && message.contains("LimitExceeded"), "{message}");
+    assert!(
+        message.contains("10000 platforms") && message.contains("LimitExceeded"),
+        "{message}"
+    );
     assert!(took < Duration::from_secs(4));
-    assert_eq!(registry.requests.load(Ordering::SeqCst), 1, "only the index was fetched");
+    assert_eq!(
+        registry.requests.load(Ordering::SeqCst),
+        1,
+        "only the index was fetched"
+    );
     // Known now: answered without asking again.
     let (_, body, _) = timed_review(&w, &review).await;
     assert_eq!(body["response"]["allowed"], false);
@@ -360,7 +402,10 @@ async fn a_ten_thousand_platform_index_is_bounded() {
     assert_eq!(status, 200, "{body}");
     assert!(took < Duration::from_secs(3), "answered in {took:?}");
     let peak = registry.max_in_flight.load(Ordering::SeqCst);
-    assert!(peak <= 32, "{peak} requests in flight to one registry (bound: 32)");
+    assert!(
+        peak <= 32,
+        "{peak} requests in flight to one registry (bound: 32)"
+    );
     assert_serving(&w, Duration::from_secs(2)).await;
     assert_memory(&w);
 }
@@ -390,7 +435,11 @@ async fn a_distinct_kind_flood_keeps_metrics_bounded() {
         t.await.unwrap();
     }
     let metrics = w.metrics().await;
-    assert!(metrics.len() < 64 * 1024, "/metrics is {} bytes", metrics.len());
+    assert!(
+        metrics.len() < 64 * 1024,
+        "/metrics is {} bytes",
+        metrics.len()
+    );
     assert!(metrics.contains(r#"kind="other""#));
     assert_memory(&w);
 }
@@ -409,12 +458,19 @@ async fn huge_image_names_are_refused_without_being_kept() {
         assert!(took < Duration::from_secs(4));
         assert_eq!(body["response"]["allowed"], false);
         let message = body["response"]["status"]["message"].as_str().unwrap();
-        assert!(message.contains("InvalidReference"), "{}", &message[..200.min(message.len())]);
+        assert!(
+            message.contains("InvalidReference"),
+            "{}",
+            &message[..200.min(message.len())]
+        );
         assert!(message.len() < 4096, "{} bytes of message", message.len());
     }
     assert_memory(&w);
     let rss = w.status("VmRSS");
-    assert!(rss < 128 * 1024, "{rss} kB resident after the requests: names were kept");
+    assert!(
+        rss < 128 * 1024,
+        "{rss} kB resident after the requests: names were kept"
+    );
     let log = w.log();
     assert!(log.len() < 1 << 20, "the log grew to {} bytes", log.len());
     assert_serving(&w, Duration::from_secs(3)).await;

@@ -415,7 +415,7 @@ impl Webhook {
         }
         let child = cmd.spawn().unwrap();
         let proc = Proc(child);
-        if !args.iter().any(|a| *a == NO_WAIT) {
+        if !args.contains(&NO_WAIT) {
             wait_http(
                 &format!("http://127.0.0.1:{metrics_port}/readyz"),
                 "portcullis-webhook",
