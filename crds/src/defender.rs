@@ -333,6 +333,7 @@ fn import_rule(index: usize, rule: &DefenderRule) -> Result<ImportedRule, Import
             maximum_age: cfg.maximum_va_file_age.clone(),
             block_unscanned_images: cfg.block_unscanned_images,
             unsupported_registries: cfg.unsupported_registries.clone(),
+            ..Default::default()
         },
     };
     spec.validate().map_err(|source| ImportError::Invalid {

@@ -1,7 +1,7 @@
 //! Portcullis API: the `portcullis.dev/v1alpha1` custom resources and the
 //! import of the reference product's policy shape.
 //!
-//! All three resources are cluster-scoped. `crdgen` writes their
+//! All four resources are cluster-scoped. `crdgen` writes their
 //! CustomResourceDefinitions into `config/crd/`.
 
 // Each `printcolumn(...)` of kube's derive repeats the same keys; clippy reads
@@ -12,6 +12,7 @@ pub mod defender;
 pub mod policy;
 pub mod registry_access;
 pub mod rule_source;
+pub mod trusted_producer;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -28,6 +29,10 @@ pub use registry_access::{
 pub use rule_source::{
     ConfigMapKeyRef, RuleFormat, RuleSource, RuleSourceSpec, RuleSourceStatus, SecretKeyRef,
 };
+pub use trusted_producer::{
+    KeylessIdentity, ProducerSpecError, PublicKeySecretRef, PublicKeySource, TrustedProducer,
+    TrustedProducerSpec, TrustedProducerStatus, TrustedRootRef,
+};
 
 /// The API group of every Portcullis resource.
 pub const GROUP: &str = "portcullis.dev";
@@ -41,6 +46,7 @@ pub fn all_crds() -> Vec<(&'static str, CustomResourceDefinition)> {
         ),
         ("rulesources.yaml", RuleSource::crd()),
         ("registryaccesses.yaml", RegistryAccess::crd()),
+        ("trustedproducers.yaml", TrustedProducer::crd()),
     ]
 }
 

@@ -290,8 +290,11 @@ pub enum ExemptionType {
 }
 
 /// Requirements on the vulnerability findings attached to an image.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "!has(self.applyVex) || !self.applyVex || (has(self.trustedProducers) && size(self.trustedProducers) > 0)"
+).message("applyVex requires trustedProducers: unsigned VEX would let anyone who can push to the registry suppress vulnerabilities"))]
 pub struct FindingsRequirements {
     /// Oldest findings still used, as a number and a unit (`d`, `h`, `m`, `s`), e.g.
     /// `365d`. Older findings count as missing.
@@ -308,6 +311,23 @@ pub struct FindingsRequirements {
     /// registries that carry no findings.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unsupported_registries: Vec<String>,
+
+    /// Names of `TrustedProducer` objects. When set, only artifacts (findings and
+    /// VEX) whose signature verifies for one of them are evidence for this rule;
+    /// when artifacts exist but none verifies, the image has no usable findings,
+    /// with reason `UntrustedFindings`. Empty: any attached findings are used,
+    /// signed or not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(min = 1, max = 253)))]
+    pub trusted_producers: Vec<String>,
+
+    /// Let VEX statements (OpenVEX or CycloneDX VEX) signed by one of
+    /// `trustedProducers` suppress findings: a finding whose vulnerability the
+    /// latest statement for the image or package marks `not_affected` or `fixed`
+    /// (CycloneDX: `not_affected`, `false_positive`, `resolved`) is not counted.
+    /// Requires `trustedProducers`.
+    #[serde(default)]
+    pub apply_vex: bool,
 }
 
 /// Observed state of a policy.
@@ -357,6 +377,11 @@ pub enum SpecError {
     /// `maximumAge` is not a number and a unit.
     #[error("findings.maximumAge: {0:?} is not a duration such as 365d, 12h or 90m")]
     MaximumAge(String),
+    /// `applyVex` without `trustedProducers`.
+    #[error(
+        "findings.applyVex requires trustedProducers: unsigned VEX would let anyone who can push to the registry suppress vulnerabilities"
+    )]
+    VexWithoutProducers,
 }
 
 impl SecurityArtifactPolicySpec {
@@ -401,6 +426,14 @@ impl SecurityArtifactPolicySpec {
         }
         if let Some(age) = &self.findings.maximum_age {
             parse_age(age)?;
+        }
+        for (i, name) in self.findings.trusted_producers.iter().enumerate() {
+            if name.is_empty() {
+                return Err(SpecError::Empty(format!("findings.trustedProducers[{i}]")));
+            }
+        }
+        if self.findings.apply_vex && self.findings.trusted_producers.is_empty() {
+            return Err(SpecError::VexWithoutProducers);
         }
         Ok(())
     }

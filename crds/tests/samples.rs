@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::core::cel::Validator;
-use portcullis_crds::{RegistryAccess, RuleSource, SecurityArtifactPolicy};
+use portcullis_crds::{RegistryAccess, RuleSource, SecurityArtifactPolicy, TrustedProducer};
 use serde_json::Value;
 
 fn repo() -> PathBuf {
@@ -122,8 +122,8 @@ fn sample(name: &str) -> Value {
 fn every_sample_validates_and_reads_into_the_rust_types() {
     let all = samples();
     assert!(
-        all.len() >= 5,
-        "expected the five samples, found {}",
+        all.len() >= 8,
+        "expected the eight samples, found {}",
         all.len()
     );
     for (path, value) in &all {
@@ -141,6 +141,9 @@ fn every_sample_validates_and_reads_into_the_rust_types() {
             Some("RegistryAccess") => serde_json::from_value::<RegistryAccess>(value.clone())
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
+            Some("TrustedProducer") => serde_json::from_value::<TrustedProducer>(value.clone())
+                .map_err(|e| e.to_string())
+                .and_then(|p| p.spec.validate().map_err(|e| e.to_string())),
             other => Err(format!("unexpected kind {other:?}")),
         };
         assert_eq!(typed, Ok(()), "{}", display(path));
@@ -249,6 +252,147 @@ fn broken_samples_are_refused_for_the_right_reason() {
         }),
         "/spec/registries",
     );
+    // SecurityArtifactPolicy: VEX only from trusted producers.
+    has(
+        broken("deny-untrusted-findings-payments", |v| {
+            v["spec"]["findings"]
+                .as_object_mut()
+                .map(|f| f.remove("trustedProducers"));
+        }),
+        "applyVex requires trustedProducers",
+    );
+    has(
+        broken("deny-untrusted-findings-payments", |v| {
+            v["spec"]["findings"]["trustedProducers"] = serde_json::json!([])
+        }),
+        "applyVex requires trustedProducers",
+    );
+    has(
+        broken("deny-untrusted-findings-payments", |v| {
+            v["spec"]["findings"]["trustedProducers"] = serde_json::json!([""])
+        }),
+        "/spec/findings/trustedProducers/0",
+    );
+    // TrustedProducer: keys or identities; one source per key; a root for keyless.
+    has(
+        broken("trustedproducer-ci-scanner-key", |v| {
+            v["spec"].as_object_mut().map(|s| s.remove("publicKeys"));
+        }),
+        "set at least one of publicKeys and keyless",
+    );
+    has(
+        broken("trustedproducer-ci-scanner-key", |v| {
+            v["spec"]["publicKeys"][1]["pem"] = "-----BEGIN PUBLIC KEY-----".into()
+        }),
+        "set exactly one of pem and secretRef",
+    );
+    has(
+        broken("trustedproducer-ci-scanner-key", |v| {
+            v["spec"]["publicKeys"][0]["pem"] = "ssh-ed25519 AAAAC3Nza".into()
+        }),
+        "/spec/publicKeys/0/pem",
+    );
+    has(
+        broken("trustedproducer-ci-scanner-key", |v| {
+            v["spec"]["requireTransparencyLog"] = true.into()
+        }),
+        "requireTransparencyLog needs trustedRootRef or trustedRoot",
+    );
+    has(
+        broken("trustedproducer-github-keyless", |v| {
+            v["spec"]
+                .as_object_mut()
+                .map(|s| s.remove("trustedRootRef"));
+        }),
+        "keyless identities need trustedRootRef or trustedRoot",
+    );
+    has(
+        broken("trustedproducer-github-keyless", |v| {
+            v["spec"]["trustedRoot"] = "{}".into()
+        }),
+        "set at most one of trustedRootRef and trustedRoot",
+    );
+    has(
+        broken("trustedproducer-github-keyless", |v| {
+            v["spec"]["keyless"][0]["subject"] = "someone@example.com".into()
+        }),
+        "set exactly one of subject and subjectRegExp",
+    );
+    has(
+        broken("trustedproducer-github-keyless", |v| {
+            v["spec"]["keyless"][0]
+                .as_object_mut()
+                .map(|k| k.remove("issuer"));
+        }),
+        "issuer",
+    );
+}
+
+/// File mode has no API server: `validate()` must refuse what the CEL rules
+/// refuse, for the same broken objects.
+#[test]
+fn validate_refuses_what_cel_refuses() {
+    let policy = |edit: &dyn Fn(&mut Value)| {
+        let mut v = sample("deny-untrusted-findings-payments");
+        edit(&mut v);
+        let cel = problems(&v);
+        let rust = serde_json::from_value::<SecurityArtifactPolicy>(v)
+            .map_err(|e| e.to_string())
+            .and_then(|p| p.spec.validate().map_err(|e| e.to_string()));
+        (cel, rust)
+    };
+    let (cel, rust) = policy(&|v| {
+        v["spec"]["findings"]
+            .as_object_mut()
+            .map(|f| f.remove("trustedProducers"));
+    });
+    assert!(!cel.is_empty());
+    assert!(
+        rust.as_ref()
+            .is_err_and(|e| e.contains("applyVex requires trustedProducers")),
+        "{rust:?}"
+    );
+    let (cel, rust) = policy(&|_| {});
+    assert!(cel.is_empty() && rust.is_ok(), "{cel:?} {rust:?}");
+
+    let producer = |name: &str, edit: &dyn Fn(&mut Value)| {
+        let mut v = sample(name);
+        edit(&mut v);
+        let cel = problems(&v);
+        let rust = serde_json::from_value::<TrustedProducer>(v)
+            .map_err(|e| e.to_string())
+            .and_then(|p| p.spec.validate().map_err(|e| e.to_string()));
+        (cel.is_empty(), rust.is_ok())
+    };
+    type Edit = fn(&mut Value);
+    let cases: [(&str, Edit); 5] = [
+        ("trustedproducer-ci-scanner-key", |v| {
+            v["spec"].as_object_mut().map(|s| s.remove("publicKeys"));
+        }),
+        ("trustedproducer-ci-scanner-key", |v| {
+            v["spec"]["publicKeys"][1]["pem"] = "-----BEGIN PUBLIC KEY-----".into()
+        }),
+        ("trustedproducer-ci-scanner-key", |v| {
+            v["spec"]["requireTransparencyLog"] = true.into()
+        }),
+        ("trustedproducer-github-keyless", |v| {
+            v["spec"]
+                .as_object_mut()
+                .map(|s| s.remove("trustedRootRef"));
+        }),
+        ("trustedproducer-github-keyless", |v| {
+            v["spec"]["keyless"][0]["subject"] = "someone@example.com".into()
+        }),
+    ];
+    for (i, (name, edit)) in cases.into_iter().enumerate() {
+        assert_eq!(producer(name, &edit), (false, false), "case {i}: {name}");
+    }
+    for name in [
+        "trustedproducer-ci-scanner-key",
+        "trustedproducer-github-keyless",
+    ] {
+        assert_eq!(producer(name, &|_| {}), (true, true), "{name}");
+    }
 }
 
 #[test]

@@ -154,6 +154,7 @@ fn rule() -> impl Strategy<Value = SecurityArtifactPolicySpec> {
                         // Every rule needs a condition; block-only rules are valid too.
                         block_unscanned_images: block || !has_condition,
                         unsupported_registries: Vec::new(),
+                        ..Default::default()
                     },
                 }
             },
