@@ -2,8 +2,30 @@
 # Installs what the tests and the demo use, if missing: real registries
 # (Debian's docker-registry, ferro-oci-server from crates.io), real clients
 # (skopeo, oras-py), htpasswd, kubectl-independent validators. Idempotent.
+#
+# --signing installs only the signers that regenerate testdata/signed/ (PyPI
+# securesystemslib[crypto]; npm @sigstore/sign, @sigstore/bundle, @sigstore/mock
+# into e2e/.signing-tools). CI uses the committed files and does not need them.
 set -euo pipefail
 demo_only=false; [ "${1:-}" = "--demo" ] && demo_only=true
+
+if [ "${1:-}" = "--signing" ]; then
+  if ! python3 -c "import securesystemslib, cryptography; assert securesystemslib.__version__ == '1.6.0'" 2>/dev/null; then
+    echo "== installing securesystemslib[crypto] 1.6.0 (PyPI)"
+    python3 -m pip install --quiet --disable-pip-version-check "securesystemslib[crypto]==1.6.0"
+  fi
+  tools="$(cd "$(dirname "$0")" && pwd)/.signing-tools"
+  if [ ! -f "$tools/node_modules/@sigstore/mock/package.json" ]; then
+    command -v npm >/dev/null || { echo "npm is required for --signing" >&2; exit 1; }
+    echo "== installing @sigstore/sign 5.1.0, @sigstore/bundle 5.0.1, @sigstore/mock 0.13.0 (npm) into $tools"
+    mkdir -p "$tools"
+    [ -f "$tools/package.json" ] || echo '{"name":"portcullis-signing-tools","private":true}' > "$tools/package.json"
+    # node 20 works although the packages' engines field asks for 22+.
+    (cd "$tools" && npm install --silent --no-audit --no-fund --engine-strict=false \
+      @sigstore/sign@5.1.0 @sigstore/bundle@5.0.1 @sigstore/mock@0.13.0)
+  fi
+  exit 0
+fi
 
 command -v kubectl >/dev/null || { echo "kubectl is required (it generates real objects offline)" >&2; exit 1; }
 

@@ -11,3 +11,4 @@ pub mod findings;
 pub mod pattern;
 pub mod reference;
 pub mod severity;
+pub mod trust;

@@ -131,6 +131,40 @@ impl ScanMetadata {
     }
 }
 
+/// The time a statement's predicate says its content was made: the scan's
+/// `metadata.scanFinishedOn` (else `scanStartedOn`) of the vulns and cosign vuln
+/// predicates, a CycloneDX `metadata.timestamp`, an OpenVEX document's
+/// `timestamp`, else the embedded report's own creation time.
+pub(super) fn statement_time(statement: &[u8]) -> Option<jiff::Timestamp> {
+    #[derive(Deserialize)]
+    struct Timed {
+        predicate: Option<TimedPredicate>,
+    }
+    #[derive(Deserialize)]
+    struct TimedPredicate {
+        metadata: Option<MetadataTimes>,
+        timestamp: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct MetadataTimes {
+        #[serde(flatten)]
+        scan: ScanMetadata,
+        timestamp: Option<String>,
+    }
+    let predicate = serde_json::from_slice::<Timed>(statement).ok()?.predicate?;
+    let from_metadata = predicate
+        .metadata
+        .as_ref()
+        .and_then(|m| m.scan.time().or_else(|| parse_time(m.timestamp.as_deref())));
+    from_metadata
+        .or_else(|| parse_time(predicate.timestamp.as_deref()))
+        .or_else(|| {
+            super::parse_report(statement, super::FormatHint::default())
+                .ok()?
+                .scanned_at
+        })
+}
+
 /// One result of the vulns predicate. Besides the spec's `id` and `severity`,
 /// the reference product's scanner writes `leadingSeverityScore`,
 /// `vulnerablePackage`, `detectedVersion` and `fixVersion`, at the top level or

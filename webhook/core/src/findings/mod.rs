@@ -187,6 +187,13 @@ pub const INTOTO_VULNS_V02: &str = "https://in-toto.io/attestation/vulns/v0.2";
 /// The cosign vuln predicate type.
 pub const COSIGN_VULN_V1: &str = "https://cosign.sigstore.dev/attestation/vuln/v1";
 
+/// The time an in-toto statement's predicate says its content was made (scan
+/// finish or start, report or VEX document creation), used as the signed time
+/// of a verified attestation. `None` when the predicate names no time.
+pub fn statement_time(statement: &[u8]) -> Option<Timestamp> {
+    intoto::statement_time(statement)
+}
+
 /// Parses a report with default limits.
 pub fn parse_report(bytes: &[u8], hint: FormatHint<'_>) -> Result<Report, FindingsError> {
     parse_report_with(bytes, hint, Limits::default())
