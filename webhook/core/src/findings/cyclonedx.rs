@@ -54,6 +54,7 @@ struct Component {
     bom_ref: Option<String>,
     name: Option<String>,
     version: Option<String>,
+    purl: Option<String>,
     #[serde(default, deserialize_with = "null_as_default")]
     components: Vec<Component>,
 }
@@ -143,6 +144,7 @@ pub(super) fn parse(bom: Bom) -> Result<Report, FindingsError> {
                 package: None,
                 installed_version: None,
                 fixed_version: None,
+                purl: None,
             });
             continue;
         }
@@ -164,6 +166,7 @@ pub(super) fn parse(bom: Bom) -> Result<Report, FindingsError> {
                     .and_then(|c| c.version.clone())
                     .or_else(|| version_with("affected")),
                 fixed_version: version_with("unaffected"),
+                purl: component.and_then(|c| c.purl.clone()),
             });
         }
     }

@@ -58,6 +58,7 @@ struct GrypeFix {
 struct GrypeArtifact {
     name: Option<String>,
     version: Option<String>,
+    purl: Option<String>,
 }
 
 pub(super) fn parse(doc: GrypeReport) -> Report {
@@ -82,7 +83,9 @@ pub(super) fn parse(doc: GrypeReport) -> Report {
         let vector = v3().find_map(|c| c.vector.as_deref());
         let (severity, cvss_score) = severity_of(v.severity.as_deref(), score, vector);
         let fixed = v.fix.map(|f| f.versions.join(", "));
-        let (package, installed) = m.artifact.map_or((None, None), |a| (a.name, a.version));
+        let (package, installed, purl) = m
+            .artifact
+            .map_or((None, None, None), |a| (a.name, a.version, a.purl));
         report.findings.push(Finding {
             id: v.id,
             severity,
@@ -90,6 +93,7 @@ pub(super) fn parse(doc: GrypeReport) -> Report {
             package: non_empty(package),
             installed_version: non_empty(installed),
             fixed_version: non_empty(fixed),
+            purl: non_empty(purl),
         });
     }
     report

@@ -229,14 +229,18 @@ fn parse_vulns(predicate: VulnsPredicate) -> Report {
             })
             .reduce(f64::max);
         let (severity, cvss_score) = severity_of(word.map(Severity::as_str), score, None);
+        let package = non_empty(
+            r.vulnerable_package
+                .or_else(|| annotation("vulnerablePackage")),
+        );
+        // The reference product writes a purl or a CPE here.
+        let purl = package.clone().filter(|p| p.starts_with("pkg:"));
         report.findings.push(Finding {
             id: r.id,
             severity,
             cvss_score,
-            package: non_empty(
-                r.vulnerable_package
-                    .or_else(|| annotation("vulnerablePackage")),
-            ),
+            package,
+            purl,
             installed_version: non_empty(
                 r.detected_version.or_else(|| annotation("detectedVersion")),
             ),

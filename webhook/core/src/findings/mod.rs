@@ -38,6 +38,10 @@ pub struct Finding {
     pub installed_version: Option<String>,
     /// Version that fixes it, when one exists.
     pub fixed_version: Option<String>,
+    /// Package URL of the affected package, when the report gives one (Trivy
+    /// `PkgIdentifier.PURL`, Grype `artifact.purl`, CycloneDX component `purl`):
+    /// what VEX statements about subcomponents are matched against.
+    pub purl: Option<String>,
 }
 
 impl Finding {

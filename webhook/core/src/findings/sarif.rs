@@ -165,6 +165,7 @@ pub(super) fn parse(log: SarifLog) -> Report {
                 package: facts.package,
                 installed_version: None,
                 fixed_version: None,
+                purl: None,
             });
         }
     }

@@ -48,6 +48,7 @@ pub(super) fn parse(doc: SnykReport) -> Report {
             package: non_empty(v.package_name),
             installed_version: non_empty(v.version),
             fixed_version: non_empty(Some(v.fixed_in.join(", "))),
+            purl: None,
         });
     }
     report

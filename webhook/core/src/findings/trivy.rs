@@ -45,6 +45,13 @@ struct TrivyVulnerability {
     severity: Option<String>,
     #[serde(rename = "CVSS", default, deserialize_with = "null_as_default")]
     cvss: BTreeMap<String, TrivyCvss>,
+    pkg_identifier: Option<TrivyPkgIdentifier>,
+}
+
+#[derive(Deserialize)]
+struct TrivyPkgIdentifier {
+    #[serde(rename = "PURL")]
+    purl: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -82,6 +89,7 @@ pub(super) fn parse(doc: TrivyReport) -> Report {
             package: non_empty(vuln.pkg_name),
             installed_version: non_empty(vuln.installed_version),
             fixed_version: non_empty(vuln.fixed_version),
+            purl: non_empty(vuln.pkg_identifier.and_then(|p| p.purl)),
         });
     }
     report
