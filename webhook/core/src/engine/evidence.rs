@@ -133,30 +133,59 @@ impl ScanSummary {
         if fixable_only { self.fixable } else { self.all }
     }
 
-    /// All findings with this ID (one per package).
-    pub(super) fn with_id(&self, id: &str) -> &[GateFinding] {
+    /// All findings with this ID (one per package), and the position of the
+    /// first in the summary's order (what VEX suppressions index).
+    pub(super) fn with_id_at(&self, id: &str) -> (usize, &[GateFinding]) {
         let absent = filter_probes(id_hash(id), self.id_filter.len())
             .iter()
             .any(|&(word, bit)| self.id_filter[word] & bit == 0);
         if absent {
-            return &[];
+            return (0, &[]);
         }
         let start = self.by_id.partition_point(|f| &*f.id < id);
         let len = self.by_id[start..]
             .iter()
             .take_while(|f| &*f.id == id)
             .count();
-        &self.by_id[start..start + len]
+        (start, &self.by_id[start..start + len])
     }
 
-    /// Findings strongest first.
-    pub(super) fn strongest_first(&self) -> impl Iterator<Item = &GateFinding> {
+    /// The finding at `index` in the summary's order.
+    pub(super) fn at(&self, index: usize) -> Option<&GateFinding> {
+        self.by_id.get(index)
+    }
+
+    /// Summarises findings and says where each input finding went: entry `i`
+    /// of the returned positions is finding `i`'s index in the summary's
+    /// order (what [`Artifact::vex`] suppressions refer to).
+    pub fn with_positions(findings: &[Finding], scanned_at: Option<Timestamp>) -> (Self, Vec<u32>) {
+        let mut order: Vec<u32> = (0..u32::try_from(findings.len()).unwrap_or(u32::MAX)).collect();
+        let gate: Vec<GateFinding> = findings.iter().map(GateFinding::from).collect();
+        order.sort_by(|&a, &b| {
+            let (a, b) = (&gate[a as usize], &gate[b as usize]);
+            a.id.cmp(&b.id)
+                .then(b.severity.cmp(&a.severity))
+                .then(b.fixable.cmp(&a.fixable))
+        });
+        let mut positions = vec![0u32; order.len()];
+        for (pos, &orig) in order.iter().enumerate() {
+            positions[orig as usize] = u32::try_from(pos).unwrap_or(u32::MAX);
+        }
+        let summary = Self::new(order.iter().map(|&i| gate[i as usize].clone()), scanned_at);
+        (summary, positions)
+    }
+
+    /// Findings strongest first, with their positions.
+    pub(super) fn strongest_first(&self) -> impl Iterator<Item = (usize, &GateFinding)> {
         // One pass per level over the ID-sorted findings, instead of a second
         // index: this runs only to list CVEs in a violation message, and
         // saving 4 bytes per cached finding keeps 5 M findings in budget.
-        Severity::ALL
-            .into_iter()
-            .flat_map(move |level| self.by_id.iter().filter(move |f| f.severity == level))
+        Severity::ALL.into_iter().flat_map(move |level| {
+            self.by_id
+                .iter()
+                .enumerate()
+                .filter(move |(_, f)| f.severity == level)
+        })
     }
 }
 
@@ -184,11 +213,13 @@ pub enum FailureClass {
     BlockedDestination,
     /// Too many images, platforms or artifacts to judge within the bounds.
     LimitExceeded,
+    /// Findings are attached, but none verifies for the rule's trusted producers.
+    UntrustedFindings,
 }
 
 impl FailureClass {
     /// Every class.
-    pub const ALL: [FailureClass; 10] = [
+    pub const ALL: [FailureClass; 11] = [
         Self::NoFindings,
         Self::StaleFindings,
         Self::MalformedFindings,
@@ -199,6 +230,7 @@ impl FailureClass {
         Self::InvalidReference,
         Self::BlockedDestination,
         Self::LimitExceeded,
+        Self::UntrustedFindings,
     ];
 
     /// The reason code.
@@ -214,6 +246,7 @@ impl FailureClass {
             Self::InvalidReference => "InvalidReference",
             Self::BlockedDestination => "BlockedDestination",
             Self::LimitExceeded => "LimitExceeded",
+            Self::UntrustedFindings => "UntrustedFindings",
         }
     }
 
@@ -230,6 +263,9 @@ impl FailureClass {
             Self::InvalidReference => "the image reference is invalid",
             Self::BlockedDestination => "the registry address is not allowed",
             Self::LimitExceeded => "there is more to judge than the webhook's limits allow",
+            Self::UntrustedFindings => {
+                "vulnerability findings are attached, but none is verified for a trusted producer"
+            }
         }
     }
 }
@@ -240,11 +276,44 @@ impl std::fmt::Display for FailureClass {
     }
 }
 
+/// One findings artifact attached to a manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Artifact {
+    /// Digest of the artifact's manifest.
+    pub digest: Arc<str>,
+    /// Its findings.
+    pub summary: Arc<ScanSummary>,
+    /// The time it claims without a signature (the `created` annotation,
+    /// else the report's own scan time): how rules without trusted producers
+    /// order artifacts, as they always did.
+    pub claimed_time: Option<Timestamp>,
+    /// The producers it verified for, each with the time taken from signed
+    /// content (or the verified log time): how rules with trusted producers
+    /// order artifacts. An unsigned annotation never lands here.
+    pub verified: Vec<(Arc<str>, Option<Timestamp>)>,
+    /// Findings suppressed by VEX verified for a producer: (producer,
+    /// positions in `summary`'s order, sorted).
+    pub vex: Vec<(Arc<str>, Arc<[u32]>)>,
+}
+
+/// Everything usable attached to one manifest, as bounded by the lookup.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ArtifactSet {
+    /// Readable findings artifacts.
+    pub artifacts: Vec<Artifact>,
+    /// Signed artifacts that verified for no producer, with why (digest,
+    /// reason): their presence makes a rule's missing evidence
+    /// `UntrustedFindings` rather than `NoFindings`.
+    pub rejected: Vec<(Arc<str>, String)>,
+}
+
 /// What the engine judges for one image.
 #[derive(Debug, Clone, Copy)]
 pub enum Evidence<'a> {
-    /// The newest usable findings.
+    /// One unsigned report (what a rule without trusted producers reads).
     Scanned(&'a ScanSummary),
+    /// The artifacts attached, signed or not: each rule picks its evidence.
+    Artifacts(&'a ArtifactSet),
     /// No findings could be had, and why; `detail` is shown to the user.
     Failed {
         /// The failure class.

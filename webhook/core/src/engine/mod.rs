@@ -40,7 +40,7 @@ pub use decision::{
     Action, AdmissionDecision, AnswerOptions, ContainerDecision, Decision, MAX_LISTED_CVES,
     ReasonCode, Stage, Violation, aggregate, aggregate_with, limits, truncate,
 };
-pub use evidence::{Evidence, FailureClass, GateFinding, ScanSummary};
+pub use evidence::{Artifact, ArtifactSet, Evidence, FailureClass, GateFinding, ScanSummary};
 pub use rule::{CompiledRule, RuleError, RuleProblem};
 
 use crate::reference::ImageRef;
@@ -211,22 +211,20 @@ impl PolicySet {
         let today = now.to_zoned(TimeZone::UTC).date();
         let mut violations = Vec::new();
         let mut applicable = 0;
-        let mut stale = false;
+        // Each failure class a rule ran into acts once (its configured action).
+        let mut missing: Vec<(FailureClass, String)> = Vec::new();
         for rule in self.rules.iter().filter(|r| r.applies_to(subject, today)) {
             applicable += 1;
             let judged = judge_rule(rule, subject, evidence, now, today);
-            stale |= judged.stale;
             violations.extend(judged.violation);
-        }
-        if applicable > 0 {
-            let failure = match evidence {
-                Evidence::Failed { class, detail } => Some((class, detail)),
-                Evidence::Scanned(_) if stale => Some((FailureClass::StaleFindings, "")),
-                Evidence::Scanned(_) => None,
-            };
-            if let Some((class, detail)) = failure {
-                violations.extend(failure_violation(class, detail, failures));
+            if let Some((class, detail)) = judged.missing
+                && !missing.iter().any(|(c, _)| *c == class)
+            {
+                missing.push((class, detail));
             }
+        }
+        for (class, detail) in &missing {
+            violations.extend(failure_violation(*class, detail, failures));
         }
         decide(violations, applicable)
     }
@@ -357,7 +355,126 @@ fn decide(mut violations: Vec<Violation>, applicable_rules: usize) -> Decision {
 
 struct Judged {
     violation: Option<Violation>,
-    stale: bool,
+    /// The failure class this rule ran into (no, untrusted, stale or
+    /// unreadable evidence), whose configured action applies once per image.
+    missing: Option<(FailureClass, String)>,
+}
+
+/// The evidence one rule reads.
+struct Chosen<'a> {
+    summary: &'a ScanSummary,
+    time: Option<Timestamp>,
+    /// Positions in `summary` suppressed by VEX this rule trusts, by producer.
+    vex: Vec<(&'a str, &'a [u32])>,
+}
+
+/// Which evidence a rule reads: without trusted producers, the newest
+/// artifact by the time it claims; with them, the newest artifact verified
+/// for one of them, by signed time. A time more than five minutes ahead of
+/// `now` makes an artifact unusable, never "fresh".
+fn choose<'a>(
+    rule: &CompiledRule,
+    evidence: Evidence<'a>,
+    now: Timestamp,
+) -> Result<Chosen<'a>, (FailureClass, String)> {
+    let skew = jiff::SignedDuration::from_mins(5);
+    let future = |t: Option<Timestamp>| t.is_some_and(|t| t > now + skew);
+    let set = match evidence {
+        Evidence::Failed { class, detail } => return Err((class, detail.to_owned())),
+        Evidence::Scanned(summary) if rule.trusted_producers.is_empty() => {
+            if future(summary.scanned_at()) {
+                return Err((
+                    FailureClass::MalformedFindings,
+                    future_detail(summary.scanned_at()),
+                ));
+            }
+            return Ok(Chosen {
+                summary,
+                time: summary.scanned_at(),
+                vex: Vec::new(),
+            });
+        }
+        Evidence::Scanned(_) => {
+            return Err((FailureClass::UntrustedFindings, untrusted_detail(rule)));
+        }
+        Evidence::Artifacts(set) => set,
+    };
+    let trusts = |p: &str| {
+        rule.trusted_producers
+            .binary_search_by(|x| (**x).cmp(p))
+            .is_ok()
+    };
+    let mut best: Option<(&Artifact, Option<Timestamp>)> = None;
+    let mut in_future = None;
+    for a in &set.artifacts {
+        let time = if rule.trusted_producers.is_empty() {
+            a.claimed_time
+        } else {
+            match a
+                .verified
+                .iter()
+                .filter(|(p, _)| trusts(p))
+                .map(|(_, t)| *t)
+                .max()
+            {
+                Some(t) => t,
+                None => continue,
+            }
+        };
+        if future(time) {
+            in_future = Some(time);
+            continue;
+        }
+        // Newest first; undated after dated; the lookup's order breaks ties.
+        if best.is_none_or(|(_, t)| time > t) {
+            best = Some((a, time));
+        }
+    }
+    let Some((artifact, time)) = best else {
+        if let Some(t) = in_future {
+            return Err((FailureClass::MalformedFindings, future_detail(t)));
+        }
+        if rule.trusted_producers.is_empty()
+            || (set.artifacts.is_empty() && set.rejected.is_empty())
+        {
+            return Err((FailureClass::NoFindings, String::new()));
+        }
+        return Err((FailureClass::UntrustedFindings, untrusted_detail(rule)));
+    };
+    let vex = if rule.apply_vex {
+        artifact
+            .vex
+            .iter()
+            .filter(|(p, _)| trusts(p))
+            .map(|(p, positions)| (&**p, &**positions))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Chosen {
+        summary: &artifact.summary,
+        time,
+        vex,
+    })
+}
+
+fn future_detail(t: Option<Timestamp>) -> String {
+    match t {
+        Some(t) => format!("the findings claim a scan time in the future ({t})"),
+        None => String::new(),
+    }
+}
+
+fn untrusted_detail(rule: &CompiledRule) -> String {
+    format!(
+        "none is verified for the trusted producers of rule {} ({})",
+        rule.name,
+        rule.trusted_producers
+            .iter()
+            .map(|p| &**p)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 fn judge_rule(
@@ -378,7 +495,7 @@ fn judge_rule(
     };
     let found = |v| Judged {
         violation: Some(v),
-        stale: false,
+        missing: None,
     };
 
     if let Some(why) = &rule.broken {
@@ -409,40 +526,37 @@ fn judge_rule(
         ));
     }
 
-    let summary = match evidence {
-        Evidence::Scanned(summary) => summary,
-        Evidence::Failed {
-            class: FailureClass::NoFindings,
-            ..
-        } if rule.block_unscanned => {
-            let message = "No vulnerability findings are attached to the image; unscanned images are not allowed by policy".to_owned();
-            return found(violation(
-                ReasonCode::Failure(FailureClass::NoFindings),
-                Stage::Unscanned,
-                message,
-                Vec::new(),
-            ));
-        }
-        // Other failures are the failure class's configured action, not this rule's.
-        Evidence::Failed { .. } => {
+    let chosen = match choose(rule, evidence, now) {
+        Ok(c) => c,
+        Err((class, detail)) => {
+            let message = match class {
+                FailureClass::NoFindings => Some(
+                    "No vulnerability findings are attached to the image; unscanned images are not allowed by policy".to_owned(),
+                ),
+                FailureClass::UntrustedFindings => Some(format!(
+                    "Vulnerability findings are attached, but {detail}; unverified findings are not allowed by policy"
+                )),
+                _ => None,
+            };
+            // Missing and untrusted evidence is this rule's to act on when it
+            // blocks unscanned images; other failures are the class's action.
             return Judged {
-                violation: None,
-                stale: false,
+                violation: message.filter(|_| rule.block_unscanned).map(|m| {
+                    violation(ReasonCode::Failure(class), Stage::Unscanned, m, Vec::new())
+                }),
+                missing: Some((class, detail)),
             };
         }
     };
+    let summary = chosen.summary;
 
     if let Some((max_age, text)) = &rule.maximum_age {
-        let fresh = summary.scanned_at().is_some_and(|at| {
-            now.duration_since(at)
-                .unsigned_abs()
-                .le(max_age)
-                // A scan time in the future is a clock skew, not freshness to trust blindly.
-                || at > now
-        });
+        let fresh = chosen
+            .time
+            .is_some_and(|at| now.duration_since(at).unsigned_abs().le(max_age) || at > now);
         if !fresh {
-            let when = summary
-                .scanned_at()
+            let when = chosen
+                .time
                 .map_or_else(|| "at an unknown time".to_owned(), |t| format!("at {t}"));
             let message = format!(
                 "The newest vulnerability findings were produced {when}, older than the maximum age of {text}; stale findings count as missing"
@@ -456,26 +570,77 @@ fn judge_rule(
                         Vec::new(),
                     )
                 }),
-                stale: true,
+                missing: Some((FailureClass::StaleFindings, String::new())),
             };
         }
     }
 
-    // Counts per level after this rule's ignored CVEs.
+    // VEX suppressions this rule trusts (usually none).
+    let mut suppressed: Vec<bool> = Vec::new();
+    let mut vex_counts: Vec<(&str, usize)> = Vec::new();
+    for (producer, positions) in &chosen.vex {
+        if suppressed.is_empty() {
+            suppressed = vec![false; summary.len()];
+        }
+        let mut n = 0;
+        for &p in positions.iter() {
+            if let Some(slot) = suppressed.get_mut(p as usize)
+                && !*slot
+            {
+                *slot = true;
+                n += 1;
+            }
+        }
+        vex_counts.push((producer, n));
+    }
+    let is_suppressed = |i: usize| suppressed.get(i).copied().unwrap_or(false);
+
+    // Counts per level after VEX and this rule's ignored CVEs.
     let mut counts: Counts = summary.counts(rule.fixable_only);
+    let mut uncount = |f: &GateFinding| {
+        if !rule.fixable_only || f.fixable {
+            counts[f.severity as usize] = counts[f.severity as usize].saturating_sub(1);
+        }
+    };
+    for (i, _) in suppressed.iter().enumerate().filter(|(_, s)| **s) {
+        if let Some(f) = summary.at(i) {
+            uncount(f);
+        }
+    }
     for id in rule.active_ignored(today) {
-        for f in summary.with_id(id) {
-            if !rule.fixable_only || f.fixable {
-                counts[f.severity as usize] = counts[f.severity as usize].saturating_sub(1);
+        let (start, found) = summary.with_id_at(id);
+        for (k, f) in found.iter().enumerate() {
+            if !is_suppressed(start + k) {
+                uncount(f);
             }
         }
     }
-    // Forbidden CVEs present (and not ignored), with their strongest severity.
+    let vex_note = if vex_counts.iter().any(|(_, n)| *n > 0) {
+        format!(
+            " ({})",
+            vex_counts
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(p, n)| format!("VEX from {p} suppressed {n} findings"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else {
+        String::new()
+    };
+    // Forbidden CVEs present (not ignored, not suppressed), with their strongest severity.
     let forbidden: Vec<(Severity, &Arc<str>)> = rule
         .forbidden
         .iter()
         .filter(|id| !rule.ignores(id, today))
-        .filter_map(|id| summary.with_id(id).first().map(|f| (f.severity, id)))
+        .filter_map(|id| {
+            let (start, found) = summary.with_id_at(id);
+            found
+                .iter()
+                .enumerate()
+                .find(|(k, _)| !is_suppressed(start + k))
+                .map(|(_, f)| (f.severity, id))
+        })
         .collect();
 
     let mut cumulative = 0u32;
@@ -486,11 +651,11 @@ fn judge_rule(
                 && cumulative > limit
             {
                 let message = format!(
-                    "Image contains {cumulative} {}{} CVEs, which is more than the allowed count of: {limit}",
+                    "Image contains {cumulative} {}{} CVEs, which is more than the allowed count of: {limit}{vex_note}",
                     if rule.fixable_only { "fixable " } else { "" },
                     level_phrase(level),
                 );
-                let cves = listed_cves(summary, rule, level, today);
+                let cves = listed_cves(summary, rule, level, today, &is_suppressed);
                 return found(violation(
                     ReasonCode::SeverityThreshold,
                     Stage::Finding(level),
@@ -509,7 +674,7 @@ fn judge_rule(
             at_level = forbidden.iter().map(|(_, id)| Arc::clone(id)).collect();
             at_level.truncate(MAX_LISTED_CVES);
             let message = format!(
-                "Image contains forbidden CVEs: {}",
+                "Image contains forbidden CVEs: {}{vex_note}",
                 at_level.iter().map(|c| &**c).collect::<Vec<_>>().join(", ")
             );
             return found(violation(
@@ -522,7 +687,7 @@ fn judge_rule(
     }
     Judged {
         violation: None,
-        stale: false,
+        missing: None,
     }
 }
 
@@ -549,16 +714,21 @@ fn listed_cves(
     rule: &CompiledRule,
     level: Severity,
     today: Date,
+    is_suppressed: &dyn Fn(usize) -> bool,
 ) -> Vec<Arc<str>> {
     let mut out: Vec<Arc<str>> = Vec::new();
-    for f in summary
+    for (i, f) in summary
         .strongest_first()
-        .take_while(|f| f.severity >= level)
+        .take_while(|(_, f)| f.severity >= level)
     {
         if out.len() == MAX_LISTED_CVES {
             break;
         }
-        if (rule.fixable_only && !f.fixable) || out.contains(&f.id) || rule.ignores(&f.id, today) {
+        if (rule.fixable_only && !f.fixable)
+            || is_suppressed(i)
+            || out.contains(&f.id)
+            || rule.ignores(&f.id, today)
+        {
             continue;
         }
         out.push(Arc::clone(&f.id));

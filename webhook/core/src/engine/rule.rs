@@ -329,6 +329,10 @@ pub struct CompiledRule {
     pub(super) maximum_age: Option<(Duration, String)>,
     pub(super) block_unscanned: bool,
     pub(super) unsupported_registries: Option<HostGlobs>,
+    /// Sorted: only artifacts verified for one of these are evidence.
+    pub(super) trusted_producers: Vec<Arc<str>>,
+    /// VEX verified for a trusted producer suppresses findings.
+    pub(super) apply_vex: bool,
     /// Total order for rules with equal name, priority and action (see `PolicySet`).
     pub(super) fingerprint: String,
     /// For a rule that does not compile: why. It then violates on every image
@@ -460,6 +464,18 @@ impl CompiledRule {
                 &spec.findings.unsupported_registries,
                 "findings.unsupportedRegistries",
             )?,
+            trusted_producers: {
+                let mut p: Vec<Arc<str>> = spec
+                    .findings
+                    .trusted_producers
+                    .iter()
+                    .map(|n| Arc::from(n.as_str()))
+                    .collect();
+                p.sort();
+                p.dedup();
+                p
+            },
+            apply_vex: spec.findings.apply_vex,
             fingerprint: serde_json::to_string(spec).unwrap_or_default(),
             broken: None,
         })
@@ -517,6 +533,8 @@ impl CompiledRule {
             maximum_age: None,
             block_unscanned: false,
             unsupported_registries: None,
+            trusted_producers: Vec::new(),
+            apply_vex: false,
             fingerprint: serde_json::to_string(spec).unwrap_or_default(),
             broken: Some(error.problem.to_string()),
         }
@@ -538,6 +556,11 @@ impl CompiledRule {
             .flatten()
             .chain(self.allowed_registries.iter().flat_map(HostGlobs::iter))
             .chain(self.unsupported_registries.iter().flat_map(HostGlobs::iter))
+    }
+
+    /// The producers whose verified artifacts this rule reads (empty: any).
+    pub fn trusted_producers(&self) -> &[Arc<str>] {
+        &self.trusted_producers
     }
 
     /// Why this rule does not compile, for a stand-in made by [`invalid`](Self::invalid).
