@@ -150,6 +150,12 @@ pub struct Config {
     )]
     pub max_containers_per_review: usize,
 
+    /// Findings candidates examined per manifest, after SBOMs, unsigned VEX
+    /// and signatures are set aside; more is LimitExceeded (so pushing many
+    /// artifacts cannot hide the one that counts).
+    #[arg(long, env = "PORTCULLIS_MAX_ARTIFACTS_PER_IMAGE", default_value_t = 32)]
+    pub max_artifacts_per_image: usize,
+
     /// Platforms judged per image index; more is LimitExceeded.
     #[arg(long, env = "PORTCULLIS_MAX_PLATFORMS_PER_INDEX", default_value_t = 32)]
     pub max_platforms_per_index: usize,
@@ -263,6 +269,14 @@ pub struct Config {
     /// the limits above allow.
     #[arg(long, env = "PORTCULLIS_ON_LIMIT_EXCEEDED", default_value = "deny")]
     pub on_limit_exceeded: FailureAction,
+    /// Action when findings are attached but none is verified for a rule's
+    /// trusted producers (rules with blockUnscannedImages act too).
+    #[arg(
+        long,
+        env = "PORTCULLIS_ON_UNTRUSTED_FINDINGS",
+        default_value = "audit"
+    )]
+    pub on_untrusted_findings: FailureAction,
 
     /// Entra ID authority for Azure workload identity.
     #[arg(
@@ -358,6 +372,7 @@ impl Config {
                 self.on_blocked_destination,
             ),
             (FailureClass::LimitExceeded, self.on_limit_exceeded),
+            (FailureClass::UntrustedFindings, self.on_untrusted_findings),
         ] {
             f.set(class, action.into());
         }

@@ -90,6 +90,9 @@ pub struct ContainerOutcome {
     pub digest: Option<String>,
     /// The engine's decision.
     pub decision: Decision,
+    /// Signed artifacts of the judged target that no producer verified
+    /// (`digest: why`), for the log line.
+    pub rejected: Vec<String>,
 }
 
 /// The answer to one request and how it was reached.
@@ -286,6 +289,7 @@ impl Gate {
                         container: c.name.clone(),
                         image: shown_image(c),
                         digest: None,
+                        rejected: Vec::new(),
                         decision: snapshot.policies.evaluate_unidentified(
                             &s,
                             FailureClass::InvalidReference,
@@ -346,6 +350,7 @@ impl Gate {
             image: format!("{} {}", workload.kind, workload.name),
             digest: None,
             decision,
+            rejected: Vec::new(),
         };
         let mut w = workload;
         // Keep the trail small: the images are summarised by the detail.
@@ -412,7 +417,9 @@ impl Gate {
                 repository: image.repository().to_owned(),
                 credentials: creds,
             };
-            lookup.lookup(&image, target).await
+            lookup
+                .lookup(&image, target, snapshot.producers.clone())
+                .await
         })
     }
 
@@ -434,6 +441,7 @@ impl Gate {
             image: shown_image.clone(),
             digest,
             decision,
+            rejected: Vec::new(),
         };
         let Some(evidence) = evidence else {
             // No rule applies: nothing was looked up.
@@ -461,7 +469,7 @@ impl Gate {
             .map(|t| TargetEvidence {
                 digest: &t.digest,
                 evidence: match &t.findings {
-                    Ok(TargetFindings::Scanned { summary, .. }) => Evidence::Scanned(summary),
+                    Ok(TargetFindings::Artifacts(set)) => Evidence::Artifacts(set),
                     Ok(TargetFindings::NotScanned) => Evidence::Failed {
                         class: FailureClass::NoFindings,
                         detail: "",
@@ -490,6 +498,15 @@ impl Gate {
                     _ => shown_image.clone(),
                 },
                 digest: Some(t.digest.clone()),
+                rejected: match &t.findings {
+                    Ok(TargetFindings::Artifacts(set)) => set
+                        .rejected
+                        .iter()
+                        .take(5)
+                        .map(|(d, why)| format!("{d}: {}", crate::engine::truncate(why, 300)))
+                        .collect(),
+                    _ => Vec::new(),
+                },
                 decision,
             },
             None => outcome(decision, Some(digest)),
@@ -524,6 +541,7 @@ impl Gate {
                 uid = %req.uid,
                 user = %shown(&req.user.username),
                 owner_ignored = w.owner_ignored,
+                rejected_artifacts = ?c.rejected,
                 dry_run = req.dry_run,
                 "image gated"
             );

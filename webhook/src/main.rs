@@ -130,6 +130,7 @@ async fn run(config: Config) -> Result<(), String> {
             no_findings: config.no_findings_ttl,
             max_cache_bytes: config.cache_max_bytes,
             max_platforms: config.max_platforms_per_index,
+            max_artifacts: config.max_artifacts_per_image,
             ..LookupSettings::default()
         },
         metrics.clone(),

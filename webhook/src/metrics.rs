@@ -33,6 +33,7 @@ pub struct Metrics {
     shed: IntCounterVec,
     connections: IntGauge,
     connections_refused: IntCounter,
+    verifications: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -138,6 +139,11 @@ impl Metrics {
                 "portcullis_connections_refused_total",
                 "Connections closed at once because --max-connections were open",
             )?,
+            verifications: counter_vec(
+                "portcullis_artifact_verifications_total",
+                "Signed artifacts checked against a trusted producer, by result (verified or the rejection kind)",
+                &["result"],
+            )?,
             registry,
         };
         let build = IntGaugeVec::new(
@@ -164,6 +170,7 @@ impl Metrics {
             Box::new(m.shed.clone()),
             Box::new(m.connections.clone()),
             Box::new(m.connections_refused.clone()),
+            Box::new(m.verifications.clone()),
             Box::new(build),
         ] {
             m.registry.register(c)?;
@@ -245,6 +252,11 @@ impl Metrics {
     /// A connection was refused at the connection bound.
     pub fn connection_refused(&self) {
         self.connections_refused.inc();
+    }
+
+    /// One artifact verification against one producer.
+    pub fn verification(&self, result: &'static str) {
+        self.verifications.with_label_values(&[result]).inc();
     }
 
     /// The text exposition format.

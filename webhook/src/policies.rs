@@ -15,11 +15,13 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use portcullis_core::documents::{Document, DocumentError, parse_documents};
-use portcullis_crds::{PolicyAction, RegistryAccess, SecurityArtifactPolicy};
+use portcullis_core::trust::Producer;
+use portcullis_crds::{PolicyAction, RegistryAccess, SecurityArtifactPolicy, TrustedProducer};
 
 use crate::engine::{PolicySet, RuleError};
 use crate::metrics::Metrics;
 use crate::registry::access::{AccessConfig, SecretStore};
+use crate::registry::artifacts::ProducerSet;
 
 /// A consistent view of what is in force.
 #[derive(Debug, Default)]
@@ -28,6 +30,8 @@ pub struct Snapshot {
     pub policies: PolicySet,
     /// RegistryAccess settings.
     pub access: AccessConfig,
+    /// TrustedProducers, loaded.
+    pub producers: Arc<ProducerSet>,
 }
 
 /// Shared, atomically replaced snapshot plus readiness.
@@ -91,6 +95,14 @@ pub enum LoadError {
     /// A RegistryAccess that does not compile.
     #[error("{0}")]
     Access(String),
+    /// A TrustedProducer whose keys or root do not load.
+    #[error("TrustedProducer {name}: {message}")]
+    Producer {
+        /// Its name.
+        name: String,
+        /// Why.
+        message: String,
+    },
 }
 
 /// Objects read from configuration files.
@@ -100,6 +112,8 @@ pub struct FileObjects {
     pub policies: Vec<SecurityArtifactPolicy>,
     /// RegistryAccesses.
     pub access: Vec<RegistryAccess>,
+    /// TrustedProducers.
+    pub producers: Vec<TrustedProducer>,
     /// Secrets (for BasicSecret and PullSecrets outside a cluster).
     pub secrets: Vec<Secret>,
     /// ServiceAccounts (their imagePullSecrets).
@@ -163,6 +177,10 @@ impl FileObjects {
                 Document::Access(a) => {
                     self.note("RegistryAccess", a.name_any(), &place)?;
                     self.access.push(*a);
+                }
+                Document::Producer(p) => {
+                    self.note("TrustedProducer", p.name_any(), &place)?;
+                    self.producers.push(*p);
                 }
                 Document::Secret(s) => {
                     self.note("Secret", namespaced(&s.metadata), &place)?;
@@ -241,11 +259,45 @@ pub fn load_files(
         files.add(path)?;
     }
     let policies = PolicySet::compile(files.policies.iter().map(named))?;
-    let (access, errors) = AccessConfig::compile(files.access);
+    let (access, errors) = AccessConfig::compile(std::mem::take(&mut files.access));
     if let Some(e) = errors.into_iter().next() {
         return Err(LoadError::Access(e));
     }
-    Ok(Snapshot { policies, access })
+    // Secret-referenced keys come from the Secrets of these files; trusted
+    // roots are inline (no ConfigMaps outside a cluster).
+    let secrets = files.secret_store();
+    let mut loaded = Vec::new();
+    for p in &files.producers {
+        let name = p.name_any();
+        let secret =
+            |r: &portcullis_crds::PublicKeySecretRef| secrets.value(&r.namespace, &r.name, &r.key);
+        let producer =
+            Producer::load(&name, &p.spec, secret, |_| None).map_err(|e| LoadError::Producer {
+                name: name.clone(),
+                message: e.to_string(),
+            })?;
+        loaded.push((producer, producer_material(p, &secret)));
+    }
+    Ok(Snapshot {
+        policies,
+        access,
+        producers: Arc::new(ProducerSet::new(loaded)),
+    })
+}
+
+/// What a producer's verification depends on, for cache keys: its spec and
+/// the contents of the Secrets and ConfigMaps it names.
+fn producer_material(
+    p: &TrustedProducer,
+    secret: &dyn Fn(&portcullis_crds::PublicKeySecretRef) -> Option<String>,
+) -> String {
+    let mut material = serde_json::to_string(&p.spec).unwrap_or_default();
+    for k in &p.spec.public_keys {
+        if let Some(r) = &k.secret_ref {
+            material.push_str(&secret(r).unwrap_or_default());
+        }
+    }
+    material
 }
 
 fn named(p: &SecurityArtifactPolicy) -> (&str, &portcullis_crds::SecurityArtifactPolicySpec) {
@@ -350,16 +402,24 @@ pub fn compile_cluster(
     set
 }
 
-/// Keeps `store` in step with the cluster's SecurityArtifactPolicies and
-/// RegistryAccesses. Marks it ready once both have been listed.
+/// Keeps `store` in step with the cluster's SecurityArtifactPolicies,
+/// RegistryAccesses and TrustedProducers. Marks it ready once all three have
+/// been listed and the producers loaded. Producers are loaded again when one
+/// changes and every minute (their keys may live in Secrets).
 pub async fn run_reflectors(
     client: kube::Client,
     store: Arc<PolicyStore>,
     metrics: Arc<Metrics>,
     invalid: InvalidRulePolicy,
 ) {
+    #[derive(Clone, Copy)]
+    enum Change {
+        Rules,
+        Producers,
+    }
     let (policy_reader, policy_writer) = reflector::store::<SecurityArtifactPolicy>();
     let (access_reader, access_writer) = reflector::store::<RegistryAccess>();
+    let (producer_reader, producer_writer) = reflector::store::<TrustedProducer>();
     let policies = watcher(
         Api::<SecurityArtifactPolicy>::all(client.clone()),
         watcher::Config::default(),
@@ -367,45 +427,168 @@ pub async fn run_reflectors(
     .default_backoff()
     .reflect(policy_writer)
     .applied_objects()
-    .map(|_| ())
+    .map(|_| Change::Rules)
     .boxed();
     let access = watcher(
-        Api::<RegistryAccess>::all(client),
+        Api::<RegistryAccess>::all(client.clone()),
         watcher::Config::default(),
     )
     .default_backoff()
     .reflect(access_writer)
     .applied_objects()
-    .map(|_| ())
+    .map(|_| Change::Rules)
     .boxed();
+    let producers = watcher(
+        Api::<TrustedProducer>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(producer_writer)
+    .applied_objects()
+    .map(|_| Change::Producers)
+    .boxed();
+    let every_minute = futures::stream::unfold((), |()| async {
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        Some((Change::Producers, ()))
+    })
+    .boxed();
+    let loaded: Arc<ArcSwap<ProducerSet>> = Arc::default();
     let rebuild = {
         let store = store.clone();
         let (policy_reader, access_reader) = (policy_reader.clone(), access_reader.clone());
-        move || rebuild(&store, &policy_reader, &access_reader, &metrics, invalid)
+        let loaded = loaded.clone();
+        move || {
+            rebuild(
+                &store,
+                &policy_reader,
+                &access_reader,
+                loaded.load_full(),
+                &metrics,
+                invalid,
+            )
+        }
+    };
+    let reload = {
+        let (client, reader, loaded) = (client.clone(), producer_reader.clone(), loaded.clone());
+        move || {
+            let (client, reader, loaded) = (client.clone(), reader.clone(), loaded.clone());
+            async move { loaded.store(Arc::new(load_producers(&client, &reader).await)) }
+        }
     };
     let ready = {
-        let (p, a) = (policy_reader.clone(), access_reader.clone());
+        let (p, a, t) = (
+            policy_reader.clone(),
+            access_reader.clone(),
+            producer_reader.clone(),
+        );
         let store = store.clone();
-        let rebuild = rebuild.clone();
+        let (rebuild, reload) = (rebuild.clone(), reload.clone());
         async move {
-            if p.wait_until_ready().await.is_ok() && a.wait_until_ready().await.is_ok() {
+            if p.wait_until_ready().await.is_ok()
+                && a.wait_until_ready().await.is_ok()
+                && t.wait_until_ready().await.is_ok()
+            {
+                reload().await;
                 rebuild();
                 store.set_ready();
-                tracing::info!("policies and registry access synced from the API");
+                tracing::info!(
+                    "policies, registry access and trusted producers synced from the API"
+                );
             }
         }
     };
-    let events = futures::stream::select(policies, access).for_each(|()| {
-        rebuild();
-        futures::future::ready(())
-    });
+    let events = futures::stream::select_all([policies, access, producers, every_minute]).for_each(
+        |change| {
+            let (rebuild, reload) = (rebuild.clone(), reload.clone());
+            async move {
+                // Also before the first full sync: nothing is served until
+                // `ready` has rebuilt, and no change in between is lost.
+                if let Change::Producers = change {
+                    reload().await;
+                }
+                rebuild();
+            }
+        },
+    );
     futures::join!(ready, events);
+}
+
+/// Loads every TrustedProducer, reading the Secrets and ConfigMaps they
+/// name. One that does not load is left out with a log line (its status,
+/// written by the operator, says why): rules naming it then see no verified
+/// evidence from it.
+async fn load_producers(client: &kube::Client, reader: &Store<TrustedProducer>) -> ProducerSet {
+    use std::collections::BTreeMap;
+    let mut secrets: BTreeMap<(String, String, String), Option<String>> = BTreeMap::new();
+    let mut config_maps: BTreeMap<(String, String, String), Option<String>> = BTreeMap::new();
+    let objects = reader.state();
+    for p in &objects {
+        for k in &p.spec.public_keys {
+            if let Some(r) = &k.secret_ref {
+                let key = (r.namespace.clone(), r.name.clone(), r.key.clone());
+                if let std::collections::btree_map::Entry::Vacant(slot) = secrets.entry(key) {
+                    let api: Api<Secret> = Api::namespaced(client.clone(), &r.namespace);
+                    let value = match api.get_opt(&r.name).await {
+                        Ok(s) => s.and_then(|s| crate::registry::access::secret_value(&s, &r.key)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, secret = %r.name, namespace = %r.namespace, "reading a TrustedProducer's key");
+                            None
+                        }
+                    };
+                    slot.insert(value);
+                }
+            }
+        }
+        if let Some(r) = &p.spec.trusted_root_ref {
+            let key = (r.namespace.clone(), r.name.clone(), r.key.clone());
+            if let std::collections::btree_map::Entry::Vacant(slot) = config_maps.entry(key) {
+                let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+                    Api::namespaced(client.clone(), &r.namespace);
+                let value = match api.get_opt(&r.name).await {
+                    Ok(c) => c.and_then(|c| c.data.and_then(|d| d.get(&r.key).cloned())),
+                    Err(e) => {
+                        tracing::warn!(error = %e, config_map = %r.name, namespace = %r.namespace, "reading a TrustedProducer's trusted root");
+                        None
+                    }
+                };
+                slot.insert(value);
+            }
+        }
+    }
+    let mut loaded = Vec::new();
+    for p in &objects {
+        let name = p.name_any();
+        let secret = |r: &portcullis_crds::PublicKeySecretRef| {
+            secrets
+                .get(&(r.namespace.clone(), r.name.clone(), r.key.clone()))
+                .cloned()
+                .flatten()
+        };
+        let config_map = |r: &portcullis_crds::TrustedRootRef| {
+            config_maps
+                .get(&(r.namespace.clone(), r.name.clone(), r.key.clone()))
+                .cloned()
+                .flatten()
+        };
+        match Producer::load(&name, &p.spec, secret, config_map) {
+            Ok(producer) => {
+                let mut material = producer_material(p, &secret);
+                if let Some(r) = &p.spec.trusted_root_ref {
+                    material.push_str(&config_map(r).unwrap_or_default());
+                }
+                loaded.push((producer, material));
+            }
+            Err(e) => tracing::warn!(producer = %name, error = %e, "TrustedProducer left out"),
+        }
+    }
+    ProducerSet::new(loaded)
 }
 
 fn rebuild(
     store: &PolicyStore,
     policies: &Store<SecurityArtifactPolicy>,
     access: &Store<RegistryAccess>,
+    producers: Arc<ProducerSet>,
     metrics: &Metrics,
     invalid: InvalidRulePolicy,
 ) {
@@ -420,5 +603,6 @@ fn rebuild(
     store.replace(Snapshot {
         policies: set,
         access,
+        producers,
     });
 }

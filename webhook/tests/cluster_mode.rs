@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 
 const POLICIES: &str = "/apis/portcullis.dev/v1alpha1/securityartifactpolicies";
 const ACCESS: &str = "/apis/portcullis.dev/v1alpha1/registryaccesses";
+const PRODUCERS: &str = "/apis/portcullis.dev/v1alpha1/trustedproducers";
 
 fn list(kind: &str, items: Vec<Value>) -> Response<Body> {
     let body = json!({
@@ -65,6 +66,8 @@ fn api_server(
                 ));
             } else if method == "GET" && uri.starts_with(ACCESS) {
                 send.send_response(list("RegistryAccess", Vec::new()));
+            } else if method == "GET" && uri.starts_with(PRODUCERS) {
+                send.send_response(list("TrustedProducer", Vec::new()));
             } else if method == "POST" && uri.contains("/events") {
                 let mut resp = Response::new(Body::from(bytes.to_vec()));
                 *resp.status_mut() = http::StatusCode::CREATED;
@@ -233,6 +236,8 @@ fn owners_api(
                 ));
             } else if uri.starts_with(ACCESS) {
                 send.send_response(list("RegistryAccess", Vec::new()));
+            } else if uri.starts_with(PRODUCERS) {
+                send.send_response(list("TrustedProducer", Vec::new()));
             } else if method == "GET"
                 && uri.starts_with("/apis/apps/v1/namespaces/shop/replicasets/web-7d9f")
             {

@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
 };
-use portcullis_crds::{GROUP, RegistryAccess, SecurityArtifactPolicy};
+use portcullis_crds::{GROUP, RegistryAccess, SecurityArtifactPolicy, TrustedProducer};
 use serde_json::Value;
 
 /// Documents accepted in one file. The YAML parser's default (1,024) stopped
@@ -38,6 +38,8 @@ pub enum Document {
     Policy(Box<SecurityArtifactPolicy>),
     /// Registry credentials settings.
     Access(Box<RegistryAccess>),
+    /// Who may vouch for findings.
+    Producer(Box<TrustedProducer>),
     /// A Secret (for `BasicSecret` and `PullSecrets` outside a cluster).
     Secret(Box<Secret>),
     /// A ServiceAccount (its `imagePullSecrets`).
@@ -198,6 +200,9 @@ fn read_document(doc: Value, place: Place) -> Result<Document, DocumentError> {
             }
             "RegistryAccess" => {
                 Document::Access(Box::new(serde_json::from_value(doc).map_err(typed)?))
+            }
+            "TrustedProducer" => {
+                Document::Producer(Box::new(serde_json::from_value(doc).map_err(typed)?))
             }
             _ => Document::Unused { kind, name },
         });

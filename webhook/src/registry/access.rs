@@ -129,6 +129,15 @@ impl SecretStore {
         }
     }
 
+    /// The text of one key of a Secret loaded from files (`None` for the
+    /// API store, which is read asynchronously elsewhere).
+    pub fn value(&self, namespace: &str, name: &str, key: &str) -> Option<String> {
+        let SecretStore::Static { secrets, .. } = self else {
+            return None;
+        };
+        secret_value(secrets.get(&(namespace.to_owned(), name.to_owned()))?, key)
+    }
+
     /// An empty static store.
     pub fn empty() -> Self {
         SecretStore::Static {
@@ -417,6 +426,18 @@ fn urlencode(s: &str) -> String {
         }
     }
     out
+}
+
+/// The text of `key` in a Secret (`data`, else `stringData`).
+pub fn secret_value(secret: &Secret, key: &str) -> Option<String> {
+    if let Some(v) = secret.data.as_ref().and_then(|d| d.get(key)) {
+        return String::from_utf8(v.0.clone()).ok();
+    }
+    secret
+        .string_data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .cloned()
 }
 
 /// Credentials for `registry` in a basic-auth or dockerconfigjson Secret.

@@ -12,11 +12,12 @@ use jiff::Timestamp;
 use moka::future::Cache;
 use serde::Deserialize;
 
-use super::client::{ARTIFACT_ACCEPT, IMAGE_ACCEPT, RegistryClient, Target, is_digest};
+use super::artifacts::{Gathered, Piece, ProducerSet};
+use super::client::{IMAGE_ACCEPT, RegistryClient, Target, is_digest};
 use super::error::{Operation, RegistryError};
 use crate::cache::{Freshness, SwrCache, weight};
-use crate::engine::{FailureClass, ScanSummary};
-use crate::findings::{FindingsError, FormatHint, Limits, parse_report_with};
+use crate::engine::{ArtifactSet, FailureClass};
+use crate::findings::Limits;
 use crate::metrics::Metrics;
 use crate::reference::ImageRef;
 
@@ -34,8 +35,9 @@ pub struct LookupSettings {
     pub max_cache_bytes: u64,
     /// Platforms judged per index; an index with more is `LimitExceeded`.
     pub max_platforms: usize,
-    /// Findings artifacts tried per image, newest first.
-    pub max_artifacts_tried: usize,
+    /// Findings candidates examined per manifest (after SBOMs, unsigned VEX
+    /// and signatures are set aside); more is `LimitExceeded`.
+    pub max_artifacts: usize,
     /// Limits on one findings document.
     pub report_limits: Limits,
 }
@@ -48,7 +50,7 @@ impl Default for LookupSettings {
             no_findings: Duration::from_secs(10),
             max_cache_bytes: 128 << 20,
             max_platforms: 32,
-            max_artifacts_tried: 3,
+            max_artifacts: 32,
             report_limits: Limits::default(),
         }
     }
@@ -66,13 +68,8 @@ pub struct LookupFailure {
 /// What a digest's referrers yielded (the cacheable outcomes).
 #[derive(Debug, Clone)]
 pub enum TargetFindings {
-    /// The newest usable report.
-    Scanned {
-        /// Its summary.
-        summary: Arc<ScanSummary>,
-        /// Digest of the artifact manifest it came from.
-        artifact: String,
-    },
+    /// The findings artifacts attached, signed or not; each rule picks.
+    Artifacts(Arc<ArtifactSet>),
     /// No findings artifact attached.
     NotScanned,
     /// Artifacts attached, none readable.
@@ -117,7 +114,7 @@ impl ImageEvidence {
 /// the bytes; the rest are small, numerous entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheBudget {
-    /// Findings summaries by artifact.
+    /// Examined artifacts (findings summaries) by digest.
     pub reports: u64,
     /// Manifests by digest.
     pub manifests: u64,
@@ -176,15 +173,16 @@ impl std::ops::Deref for ImageLookup {
 
 /// The caches and client behind an [`ImageLookup`].
 pub struct LookupState {
-    client: RegistryClient,
-    settings: LookupSettings,
+    pub(super) client: RegistryClient,
+    pub(super) settings: LookupSettings,
     tags: SwrCache<String>,
     findings: SwrCache<TargetFindings>,
     /// Manifests by digest are immutable.
     manifests: Cache<String, Arc<ManifestKind>>,
-    /// Reports by artifact manifest digest are immutable; weighed in findings.
-    reports: Cache<String, Arc<ScanSummary>>,
-    metrics: Arc<Metrics>,
+    /// What each referrer yielded, by its digest, what it was judged
+    /// against and the producers in force (see `artifacts.rs`).
+    pub(super) artifacts: Cache<String, Arc<[Piece]>>,
+    pub(super) metrics: Arc<Metrics>,
 }
 
 impl ImageLookup {
@@ -204,8 +202,24 @@ impl ImageLookup {
                 budget.referrers,
                 settings.fresh + settings.max_stale,
                 |f: &TargetFindings| match f {
-                    // The summary itself is weighed in `reports`.
-                    TargetFindings::Scanned { artifact, .. } => artifact.len() + 16,
+                    // The summaries themselves are weighed in `artifacts`.
+                    TargetFindings::Artifacts(set) => {
+                        64 + set
+                            .artifacts
+                            .iter()
+                            .map(|a| {
+                                a.digest.len()
+                                    + 64
+                                    + a.verified.len() * 32
+                                    + a.vex.iter().map(|(_, v)| v.len() * 4 + 32).sum::<usize>()
+                            })
+                            .sum::<usize>()
+                            + set
+                                .rejected
+                                .iter()
+                                .map(|(d, w)| d.len() + w.len())
+                                .sum::<usize>()
+                    }
                     TargetFindings::NotScanned => 8,
                     TargetFindings::Malformed(why) => why.len(),
                 },
@@ -215,8 +229,10 @@ impl ImageLookup {
                 .weigher(|k: &String, v: &Arc<ManifestKind>| weight(k.len() + v.approx_bytes()))
                 .max_capacity(budget.manifests)
                 .build(),
-            reports: Cache::builder()
-                .weigher(|k: &String, v: &Arc<ScanSummary>| weight(k.len() + v.approx_bytes()))
+            artifacts: Cache::builder()
+                .weigher(|k: &String, v: &Arc<[Piece]>| {
+                    weight(k.len() + v.iter().map(Piece::approx_bytes).sum::<usize>())
+                })
                 .max_capacity(budget.reports)
                 .build(),
             client,
@@ -233,12 +249,18 @@ impl ImageLookup {
     /// Entries and weighted size of the findings cache (bytes), for tests
     /// and the memory benchmark.
     pub async fn cached_findings(&self) -> (u64, u64) {
-        self.reports.run_pending_tasks().await;
-        (self.reports.entry_count(), self.reports.weighted_size())
+        self.artifacts.run_pending_tasks().await;
+        (self.artifacts.entry_count(), self.artifacts.weighted_size())
     }
 
-    /// Everything needed to judge `image`.
-    pub async fn lookup(&self, image: &ImageRef, target: Target) -> ImageEvidence {
+    /// Everything needed to judge `image`, with evidence verified for
+    /// `producers`.
+    pub async fn lookup(
+        &self,
+        image: &ImageRef,
+        target: Target,
+        producers: Arc<ProducerSet>,
+    ) -> ImageEvidence {
         let digest = match self.resolve(image, &target).await {
             Ok(d) => d,
             Err(e) => return ImageEvidence::failed(e.class, e.detail),
@@ -264,7 +286,9 @@ impl ImageLookup {
             }
             ManifestKind::Image => vec![TargetEvidence {
                 platform: None,
-                findings: self.target_findings(&target, &digest).await,
+                findings: self
+                    .target_findings(&target, &digest, None, &producers)
+                    .await,
                 digest: digest.clone(),
             }],
             ManifestKind::Index(platforms) => {
@@ -272,11 +296,14 @@ impl ImageLookup {
                 // worth of state, and an index may list many platforms.
                 let digests: Vec<String> = platforms.iter().map(|(_, d)| d.clone()).collect();
                 let (own, per_platform) = futures::join!(
-                    self.target_findings(&target, &digest),
+                    self.target_findings(&target, &digest, None, &producers),
                     futures::stream::iter(digests)
                         .map(|d| {
-                            let target = &target;
-                            async move { self.target_findings(target, &d).await }
+                            let (target, index, producers) = (&target, &digest, &producers);
+                            async move {
+                                self.target_findings(target, &d, Some(index), producers)
+                                    .await
+                            }
                         })
                         .buffered(PLATFORM_FAN_OUT)
                         .collect::<Vec<_>>()
@@ -360,28 +387,42 @@ impl ImageLookup {
         &self,
         target: &Target,
         digest: &str,
+        index: Option<&str>,
+        producers: &Arc<ProducerSet>,
     ) -> Result<TargetFindings, LookupFailure> {
-        let key = manifest_key(target, digest);
+        // Evidence is verified against the producers in force and the digests
+        // a statement may name, so both are part of the key.
+        let key = format!(
+            "{}|{}|{}",
+            manifest_key(target, digest),
+            index.unwrap_or("-"),
+            producers.fingerprint()
+        );
         let this = self.clone();
         let target = target.clone();
-        let digest = digest.to_owned();
+        let mut acceptable = vec![digest.to_owned()];
+        acceptable.extend(index.map(str::to_owned));
+        let producers = producers.clone();
         self.findings
             .get_with(key, move || {
                 let this = this.clone();
                 let target = target.clone();
-                let digest = digest.clone();
-                async move { this.fetch_findings(&target, &digest).await }
+                let acceptable = acceptable.clone();
+                let producers = producers.clone();
+                async move { this.fetch_findings(&target, &acceptable, &producers).await }
             })
             .await
             .map_err(|e| failure(&e, Operation::Referrers))
     }
 
-    /// Referrers → newest usable artifact → its report.
+    /// Referrers → the findings artifacts attached, examined and verified.
     async fn fetch_findings(
         &self,
         target: &Target,
-        digest: &str,
+        acceptable: &[String],
+        producers: &ProducerSet,
     ) -> Result<(TargetFindings, Freshness), RegistryError> {
+        let digest = acceptable.first().map_or("", String::as_str);
         let listed = Freshness {
             ttl: self.settings.fresh,
             serve_stale: true,
@@ -393,129 +434,25 @@ impl ImageLookup {
         let Some(bytes) = self.client.referrers(target, digest).await? else {
             return Ok((TargetFindings::NotScanned, unlisted));
         };
-        let index: Manifest =
-            serde_json::from_slice(&bytes).map_err(|e| RegistryError::BadContent {
-                url: format!("referrers of {digest}"),
-                message: format!("not an image index: {e}"),
-            })?;
-        let mut candidates: Vec<Descriptor> = index
-            .manifests
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|d| is_digest(&d.digest) && !is_signature(d.artifact_type.as_deref()))
-            .collect();
-        if candidates.is_empty() {
-            return Ok((TargetFindings::NotScanned, unlisted));
-        }
-        // Newest first by the created annotation; undated ones after, in list
-        // order (the registry's), which keeps the choice deterministic.
-        candidates.sort_by_key(|d| std::cmp::Reverse(d.created()));
-        let mut last_problem = String::new();
-        for candidate in candidates.iter().take(self.settings.max_artifacts_tried) {
-            match self.artifact_report(target, candidate).await {
-                Ok(summary) => {
-                    return Ok((
-                        TargetFindings::Scanned {
-                            summary,
-                            artifact: candidate.digest.clone(),
-                        },
-                        listed,
-                    ));
-                }
-                Err(ArtifactProblem::Unusable(why)) => last_problem = why,
-                Err(ArtifactProblem::Registry(e)) => {
-                    if e.class(Operation::Blob) == FailureClass::MalformedFindings {
-                        last_problem = e.to_string();
-                    } else {
-                        return Err(e);
-                    }
-                }
-            }
-        }
-        if last_problem.starts_with(NOT_FINDINGS) {
-            // Only SBOMs, VEX and the like: nothing says anything about vulnerabilities.
-            return Ok((TargetFindings::NotScanned, unlisted));
-        }
-        Ok((TargetFindings::Malformed(last_problem), unlisted))
-    }
-
-    async fn artifact_report(
-        &self,
-        target: &Target,
-        d: &Descriptor,
-    ) -> Result<Arc<ScanSummary>, ArtifactProblem> {
-        let key = manifest_key(target, &d.digest);
-        if let Some(summary) = self.reports.get(&key).await {
-            self.metrics.cache("report", "hit");
-            return Ok(summary);
-        }
-        self.metrics.cache("report", "miss");
-        let manifest = self
-            .client
-            .manifest(
-                target,
-                &d.digest,
-                ARTIFACT_ACCEPT,
-                Operation::ArtifactManifest,
-            )
-            .await
-            .map_err(ArtifactProblem::Registry)?;
-        let parsed: Manifest = serde_json::from_slice(&manifest.bytes).map_err(|e| {
-            ArtifactProblem::Unusable(format!("artifact {}: invalid manifest: {e}", d.digest))
-        })?;
-        let artifact_type = parsed
-            .artifact_type
-            .clone()
-            .or_else(|| d.artifact_type.clone())
-            .or_else(|| parsed.config.as_ref().map(|c| c.media_type.clone()));
-        let layer = parsed
-            .layers
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .find(|l| is_digest(&l.digest))
-            .ok_or_else(|| ArtifactProblem::Unusable(format!("artifact {}: no layer", d.digest)))?;
-        let limits = self.settings.report_limits;
-        if usize::try_from(layer.size).map_or(true, |s| s > limits.max_bytes) {
-            return Err(ArtifactProblem::Unusable(format!(
-                "artifact {}: findings of {} bytes exceed the {}-byte limit",
-                d.digest, layer.size, limits.max_bytes
-            )));
-        }
-        let blob = self
-            .client
-            .blob(target, &layer.digest, limits.max_bytes)
-            .await
-            .map_err(ArtifactProblem::Registry)?;
-        let hint = FormatHint {
-            artifact_type: artifact_type.as_deref(),
-            media_type: Some(layer.media_type.as_str()),
-            predicate_type: None,
-        };
-        let report = parse_report_with(&blob, hint, limits).map_err(|e| match e {
-            FindingsError::NotFindings(what) => {
-                ArtifactProblem::Unusable(format!("{NOT_FINDINGS}{what}"))
-            }
-            e => ArtifactProblem::Unusable(format!("artifact {}: {e}", d.digest)),
-        })?;
-        let scanned_at = parsed.created().or(d.created()).or(report.scanned_at);
-        let summary = Arc::new(ScanSummary::from_findings(&report.findings, scanned_at));
-        self.reports.insert(key, summary.clone()).await;
-        Ok(summary)
+        Ok(
+            match self
+                .gather(target, digest, acceptable, producers, &bytes)
+                .await?
+            {
+                Gathered::Nothing => (TargetFindings::NotScanned, unlisted),
+                Gathered::Unreadable(why) => (TargetFindings::Malformed(why), unlisted),
+                Gathered::Set(set) => (TargetFindings::Artifacts(Arc::new(set)), listed),
+            },
+        )
     }
 }
-
-const NOT_FINDINGS: &str = "not findings: ";
 
 /// Platforms of one index looked up at once.
 const PLATFORM_FAN_OUT: usize = 16;
 
-enum ArtifactProblem {
-    Unusable(String),
-    Registry(RegistryError),
-}
-
-fn manifest_key(target: &Target, digest: &str) -> String {
+/// The cache key of something stored under a digest in a repository, for
+/// these credentials.
+pub(super) fn manifest_key(target: &Target, digest: &str) -> String {
     format!(
         "{}/{}@{digest}|{}",
         target.registry.as_str(),
@@ -539,7 +476,7 @@ fn index_targets(
     platforms: &[(String, String)],
     per_platform: Vec<Result<TargetFindings, LookupFailure>>,
 ) -> Vec<TargetEvidence> {
-    let index_scanned = matches!(own, Ok(TargetFindings::Scanned { .. }));
+    let index_scanned = matches!(own, Ok(TargetFindings::Artifacts(_)));
     let mut targets = Vec::with_capacity(platforms.len() + 1);
     for ((platform, pdigest), findings) in platforms.iter().zip(per_platform) {
         let findings = match findings {
@@ -584,16 +521,28 @@ fn manifest_kind(
         .into_iter()
         .filter(|d| is_digest(&d.digest) && d.artifact_type.is_none())
         .filter_map(|d| {
-            let p = d.platform?;
-            // BuildKit stores provenance as `unknown/unknown` entries.
-            (p.os != "unknown").then(|| {
-                let mut name = format!("{}/{}", p.os, p.architecture);
-                if let Some(v) = p.variant.filter(|v| !v.is_empty()) {
-                    name.push('/');
-                    name.push_str(&v);
+            // BuildKit stores provenance as `unknown/unknown` entries marked
+            // as attestation manifests; those are not images.
+            let attestation = d
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("vnd.docker.reference.type"))
+                .is_some_and(|t| t == "attestation-manifest");
+            match d.platform {
+                _ if attestation => None,
+                Some(p) if p.os == "unknown" && p.architecture == "unknown" => None,
+                Some(p) => {
+                    let mut name = format!("{}/{}", p.os, p.architecture);
+                    if let Some(v) = p.variant.filter(|v| !v.is_empty()) {
+                        name.push('/');
+                        name.push_str(&v);
+                    }
+                    Some((name, d.digest))
                 }
-                (name, d.digest)
-            })
+                // An entry without a platform is still pulled by someone:
+                // judged (as `unknown`), never dropped.
+                None => Some(("unknown".to_owned(), d.digest)),
+            }
         })
         .collect();
     if platforms.len() > max_platforms {
@@ -602,46 +551,35 @@ fn manifest_kind(
     Ok(ManifestKind::Index(platforms))
 }
 
-fn is_signature(artifact_type: Option<&str>) -> bool {
-    matches!(
-        artifact_type,
-        Some(
-            "application/vnd.dev.cosign.artifact.sig.v1+json"
-                | "application/vnd.cncf.notary.signature"
-                | "application/vnd.dev.sigstore.bundle.v0.3+json"
-        )
-    )
-}
-
 /// The parts of manifests and indexes read here; deliberately lenient (Docker
 /// and OCI media types, unknown fields ignored).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Manifest {
+pub(super) struct Manifest {
     #[serde(default)]
-    manifests: Option<Vec<Descriptor>>,
+    pub(super) manifests: Option<Vec<Descriptor>>,
     #[serde(default)]
-    layers: Option<Vec<Descriptor>>,
+    pub(super) layers: Option<Vec<Descriptor>>,
     #[serde(default)]
-    config: Option<Descriptor>,
+    pub(super) config: Option<Descriptor>,
     #[serde(default)]
-    artifact_type: Option<String>,
+    pub(super) artifact_type: Option<String>,
     #[serde(default)]
     annotations: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Descriptor {
+pub(super) struct Descriptor {
     #[serde(default)]
-    media_type: String,
-    digest: String,
+    pub(super) media_type: String,
+    pub(super) digest: String,
     #[serde(default)]
-    size: u64,
+    pub(super) size: u64,
     #[serde(default)]
-    artifact_type: Option<String>,
+    pub(super) artifact_type: Option<String>,
     #[serde(default)]
-    annotations: Option<BTreeMap<String, String>>,
+    pub(super) annotations: Option<BTreeMap<String, String>>,
     #[serde(default)]
     platform: Option<Platform>,
 }
@@ -663,13 +601,13 @@ fn created(annotations: Option<&BTreeMap<String, String>>) -> Option<Timestamp> 
 }
 
 impl Manifest {
-    fn created(&self) -> Option<Timestamp> {
+    pub(super) fn created(&self) -> Option<Timestamp> {
         created(self.annotations.as_ref())
     }
 }
 
 impl Descriptor {
-    fn created(&self) -> Option<Timestamp> {
+    pub(super) fn created(&self) -> Option<Timestamp> {
         created(self.annotations.as_ref())
     }
 }

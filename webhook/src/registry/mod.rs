@@ -7,6 +7,7 @@
 //! - `lookup`: image → per-platform findings, with caches and coalescing.
 
 pub mod access;
+pub mod artifacts;
 pub use portcullis_core::auth;
 pub mod client;
 pub mod dns;
