@@ -42,6 +42,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
+# The demo and the tests sign evidence at run time with PyPI's cryptography
+# (e2e/tools/sign.py), naming the digests of the images they push.
+if ! python3 -c "import cryptography.hazmat.primitives.asymmetric.ec" 2>/dev/null; then
+  echo "== installing cryptography (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check "cryptography>=42"
+fi
+
 if $demo_only; then exit 0; fi
 
 py_missing=()

@@ -21,14 +21,17 @@ use sha2::{Digest, Sha256};
 struct Args {
     /// The image (tag or digest) the report is about.
     image: String,
-    /// The report file (Trivy/Grype JSON, SARIF, CycloneDX, in-toto, DSSE, ...).
+    /// The file: a report (Trivy/Grype JSON, SARIF, CycloneDX, in-toto), or a
+    /// signed DSSE envelope or Sigstore bundle, attached as-is.
     report: PathBuf,
-    /// Artifact type of the referrer.
-    #[arg(long, default_value = "application/vnd.portcullis.findings.v1+json")]
-    artifact_type: String,
-    /// Media type of the report layer.
-    #[arg(long, default_value = "application/json")]
-    media_type: String,
+    /// Artifact type of the referrer (default: the DSSE or Sigstore bundle
+    /// type for signed files, else a Portcullis findings type).
+    #[arg(long)]
+    artifact_type: Option<String>,
+    /// Media type of the layer (default: as the artifact type for signed
+    /// files, else `application/json`).
+    #[arg(long)]
+    media_type: Option<String>,
     /// `org.opencontainers.image.created` of the artifact (RFC 3339; default now).
     #[arg(long)]
     created: Option<String>,
@@ -84,6 +87,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// (artifact type, layer media type) for a file: signed shapes keep their
+/// own types so verifiers recognise them; anything else is findings JSON.
+fn signed_types(file: &[u8]) -> (&'static str, &'static str) {
+    const DSSE: &str = "application/vnd.dsse.envelope.v1+json";
+    const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+    let v: Value = serde_json::from_slice(file).unwrap_or(Value::Null);
+    if v.get("payloadType").is_some() && v.get("signatures").is_some() {
+        (DSSE, DSSE)
+    } else if v
+        .get("mediaType")
+        .and_then(Value::as_str)
+        .is_some_and(|m| m.starts_with("application/vnd.dev.sigstore.bundle"))
+    {
+        (BUNDLE, BUNDLE)
+    } else {
+        (
+            "application/vnd.portcullis.findings.v1+json",
+            "application/json",
+        )
+    }
+}
+
 fn sha256(bytes: &[u8]) -> String {
     let d = Sha256::digest(bytes);
     let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
@@ -110,6 +135,15 @@ async fn run(args: Args) -> Result<String, String> {
     };
     let report =
         std::fs::read(&args.report).map_err(|e| format!("{}: {e}", args.report.display()))?;
+    let (default_artifact, default_media) = signed_types(&report);
+    let artifact_type = args
+        .artifact_type
+        .clone()
+        .unwrap_or_else(|| default_artifact.to_owned());
+    let media_type = args
+        .media_type
+        .clone()
+        .unwrap_or_else(|| default_media.to_owned());
 
     // The subject: the manifest the tag or digest names, by digest.
     let (subject_bytes, subject_digest) = client
@@ -146,9 +180,9 @@ async fn run(args: Args) -> Result<String, String> {
     let manifest = json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "artifactType": args.artifact_type,
+        "artifactType": artifact_type,
         "config": {"mediaType": EMPTY, "digest": empty_digest, "size": empty.len()},
-        "layers": [{"mediaType": args.media_type, "digest": report_digest, "size": report.len()}],
+        "layers": [{"mediaType": media_type, "digest": report_digest, "size": report.len()}],
         "subject": {"mediaType": subject_type, "digest": subject_digest, "size": subject_bytes.len()},
         "annotations": {"org.opencontainers.image.created": created},
     });
@@ -205,7 +239,7 @@ async fn run(args: Args) -> Result<String, String> {
             "mediaType": OCI_MANIFEST,
             "digest": manifest_digest,
             "size": manifest_bytes.len(),
-            "artifactType": args.artifact_type,
+            "artifactType": artifact_type,
             "annotations": {"org.opencontainers.image.created": created},
         });
         match index["manifests"].as_array_mut() {

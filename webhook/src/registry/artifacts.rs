@@ -384,9 +384,10 @@ impl LookupState {
                             .collect(),
                     });
                 }
-                Err(FindingsError::NotFindings(_)) => {
-                    // A verified VEX statement, or an attestation of another kind.
-                    if let Ok(document) = parse_vex(&content) {
+                // Not a report: a VEX statement (used only when verified),
+                // or an attestation of another kind.
+                Err(e) => match parse_vex(&content) {
+                    Ok(document) => {
                         let document = Arc::new(document);
                         for v in &verified {
                             pieces.push(Piece::Vex {
@@ -395,8 +396,11 @@ impl LookupState {
                             });
                         }
                     }
-                }
-                Err(e) => pieces.push(Piece::Unusable(format!("artifact {}: {e}", d.digest))),
+                    Err(_) if matches!(e, FindingsError::NotFindings(_)) => {
+                        pieces.push(Piece::Unusable(format!("{NOT_FINDINGS}{e}")));
+                    }
+                    Err(_) => pieces.push(Piece::Unusable(format!("artifact {}: {e}", d.digest))),
+                },
             }
             return Ok(pieces);
         }

@@ -239,6 +239,86 @@ impl Registry {
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
+    /// Attaches `file` with portcullis-attach under an explicit artifact type
+    /// (SBOMs, VEX, ...). Returns the artifact manifest's digest.
+    pub fn attach_as(
+        &self,
+        image: &str,
+        file: &Path,
+        created: &str,
+        artifact_type: &str,
+    ) -> String {
+        let out = Command::new(bin("portcullis-attach"))
+            .arg(format!("{}/{image}", self.addr))
+            .arg(file)
+            .arg("--insecure")
+            .args(["--created", created, "--artifact-type", artifact_type])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "portcullis-attach: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// Uploads a blob over the distribution API; returns its digest.
+    pub async fn put_blob(&self, repo: &str, bytes: &[u8]) -> String {
+        install_crypto();
+        use sha2::Digest;
+        let digest = format!("sha256:{:x}", sha2::Sha256::digest(bytes));
+        let http = reqwest::Client::new();
+        let start = http
+            .post(format!("http://{}/v2/{repo}/blobs/uploads/", self.addr))
+            .send()
+            .await
+            .unwrap();
+        assert!(start.status().is_success(), "{}", start.status());
+        let location = start.headers()["location"].to_str().unwrap().to_owned();
+        let url = if location.starts_with("http") {
+            location
+        } else {
+            format!("http://{}{location}", self.addr)
+        };
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let done = http
+            .put(format!("{url}{sep}digest={digest}"))
+            .header("content-type", "application/octet-stream")
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert!(done.status().is_success(), "{}", done.status());
+        digest
+    }
+
+    /// Puts a manifest (or index) under a tag or digest; returns its digest.
+    pub async fn put_manifest(&self, repo: &str, reference: &str, manifest: &Value) -> String {
+        install_crypto();
+        use sha2::Digest;
+        let bytes = serde_json::to_vec(manifest).unwrap();
+        let digest = format!("sha256:{:x}", sha2::Sha256::digest(&bytes));
+        let media = manifest["mediaType"].as_str().unwrap().to_owned();
+        let resp = reqwest::Client::new()
+            .put(format!(
+                "http://{}/v2/{repo}/manifests/{reference}",
+                self.addr
+            ))
+            .header("content-type", media)
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            resp.status().is_success(),
+            "{}: {}",
+            resp.status(),
+            resp.text().await.unwrap()
+        );
+        digest
+    }
+
     /// Attaches `report` with oras-py (third-party client; referrers API only).
     pub fn oras_attach(&self, repo_digest: &str, report: &Path, created: &str) {
         let out = Command::new("python3")
@@ -749,6 +829,20 @@ impl FaultProxy {
             .map(|(_, n)| n)
             .sum()
     }
+}
+
+/// Runs e2e/tools/sign.py (PyPI `cryptography`, an independent signer).
+pub fn sign(args: &[&str]) {
+    let out = Command::new("python3")
+        .arg(repo_root().join("e2e/tools/sign.py"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sign.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Test policies: deny Critical, audit High, block unscanned images in `strict`.
