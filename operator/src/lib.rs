@@ -12,6 +12,7 @@ pub mod leadership;
 pub mod metrics;
 pub mod policy_status;
 pub mod portal;
+pub mod producer_status;
 pub mod rule_source;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -25,6 +26,7 @@ pub async fn check_crds(client: &kube::Client) -> Result<(), String> {
         portcullis_crds::RuleSource::crd_name(),
         portcullis_crds::SecurityArtifactPolicy::crd_name(),
         portcullis_crds::RegistryAccess::crd_name(),
+        portcullis_crds::TrustedProducer::crd_name(),
     ] {
         match crds.get_opt(name).await {
             Ok(Some(_)) => {}

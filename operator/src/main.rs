@@ -12,7 +12,7 @@ use futures::StreamExt;
 use kube::Api;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{Controller, watcher};
-use portcullis_crds::{RegistryAccess, RuleSource, SecurityArtifactPolicy};
+use portcullis_crds::{RegistryAccess, RuleSource, SecurityArtifactPolicy, TrustedProducer};
 use portcullis_operator::certificates::{CertSettings, reconcile_certificates};
 use portcullis_operator::check_crds;
 use portcullis_operator::default_rule::ensure_default_rule;
@@ -20,6 +20,7 @@ use portcullis_operator::identity::{self, IdentityContext, WebhookIdentity};
 use portcullis_operator::leadership::Leadership;
 use portcullis_operator::metrics::Metrics;
 use portcullis_operator::policy_status::{self, PolicyStatusContext};
+use portcullis_operator::producer_status::{self, ProducerStatusContext};
 use portcullis_operator::rule_source::{self, Context};
 
 /// Portcullis operator: syncs RuleSources (a rules endpoint or a ConfigMap)
@@ -301,6 +302,27 @@ async fn run(config: Config) -> Result<(), String> {
         }
     });
     tokio::spawn(policy_controller);
+    let producer_status = Arc::new(ProducerStatusContext {
+        client: client.clone(),
+        metrics: ctx.metrics.clone(),
+        leader: leader.clone(),
+    });
+    let producer_controller = Controller::new(
+        Api::<TrustedProducer>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .shutdown_on_signal()
+    .run(
+        producer_status::reconcile,
+        producer_status::error_policy,
+        producer_status,
+    )
+    .for_each(|result| async move {
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "trustedproducer status reconcile");
+        }
+    });
+    tokio::spawn(producer_controller);
     ready.store(true, Ordering::Release);
     tracing::info!("portcullis-operator running");
     Controller::new(
