@@ -11,7 +11,7 @@
 mod support;
 
 use serde_json::Value;
-use support::{Registry, Webhook, fixture, kubectl, repo_root};
+use support::{Registry, Webhook, fixture, kubectl, repo_root, sign};
 
 struct Scenario {
     what: &'static str,
@@ -84,14 +84,72 @@ async fn main() {
         &recent,
     );
 
+    // Signed evidence: the demo's CI key (made now) signs an in-toto
+    // statement about the image it pushed; someone who can push attaches a
+    // newer-looking clean report.
+    let keys = tempfile::tempdir().unwrap();
+    sign(&["keygen", keys.path().to_str().unwrap()]);
+    let key = keys.path().join("key.pem").display().to_string();
+    let signed_statement = |digest: &str, predicate: &std::path::Path, name: &str| {
+        let out = keys.path().join(name);
+        sign(&[
+            "dsse",
+            &key,
+            digest,
+            predicate.to_str().unwrap(),
+            "https://cosign.sigstore.dev/attestation/vuln/v1",
+            out.to_str().unwrap(),
+            "--scan-time",
+            &recent,
+        ]);
+        out
+    };
+    let clean_predicate = keys.path().join("clean-predicate.json");
+    std::fs::write(
+        &clean_predicate,
+        r#"{"invocation":{"parameters":null,"uri":"","event_id":"","builder.id":""},"scanner":{"uri":"pkg:github/aquasecurity/trivy@0.50.0","version":"0.50.0","result":{"SchemaVersion":2,"Results":[]}},"metadata":{"scanStartedOn":"2026-01-01T00:00:00Z","scanFinishedOn":"2026-01-01T00:00:00Z"}}"#,
+    )
+    .unwrap();
+    let (clean_digest, _) = push("shop/checkout:5.1", &[]);
+    let env = signed_statement(&clean_digest, &clean_predicate, "clean.dsse.json");
+    registry.attach("shop/checkout:5.1", &env, &recent, None);
+    println!(
+        "   {:<28} <- a clean report, signed by the CI key (DSSE)",
+        "shop/checkout:5.1"
+    );
+    let (critical_digest, _) = push("shop/checkout:5.0", &[]);
+    let env = signed_statement(
+        &critical_digest,
+        &fixture("cosign-vuln-attestation/trivy-docs-cosign-vuln-predicate-alpine-3.10.json"),
+        "critical.dsse.json",
+    );
+    registry.attach("shop/checkout:5.0", &env, &recent, None);
+    registry.attach(
+        "shop/checkout:5.0",
+        &fixture("trivy-json/trivy-sl-micro-rancher5.4-novulns.json.golden"),
+        "2099-01-01T00:00:00Z",
+        None,
+    );
+    println!(
+        "   {:<28} <- a Critical report signed by the CI key, plus an unsigned clean one dated 2099",
+        "shop/checkout:5.0"
+    );
+
     // config/samples, with the local registry standing in for your registry
-    // in the allowed-registries rule.
+    // in the allowed-registries rule, and the demo's key as the CI scanner's.
     let samples = repo_root().join("config/samples");
     let mut files: Vec<(String, String)> = Vec::new();
     for entry in std::fs::read_dir(&samples).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let mut text = std::fs::read_to_string(&path).unwrap();
+        if name == "trustedproducer-ci-scanner-key.yaml" {
+            let public = std::fs::read_to_string(keys.path().join("key.pub")).unwrap();
+            text = format!(
+                "apiVersion: portcullis.dev/v1alpha1\nkind: TrustedProducer\nmetadata: {{name: ci-scanner}}\nspec:\n  publicKeys:\n  - pem: |\n        {}\n",
+                public.trim().replace('\n', "\n        ")
+            );
+        }
         if name == "allowed-registries.yaml" {
             text = text.replace(
                 r#""registry.example.com"]"#,
@@ -105,7 +163,9 @@ async fn main() {
         .map(|(n, t)| (n.as_str(), t.as_str()))
         .collect();
     println!("== starting portcullis-webhook (TLS) with the policies of config/samples");
-    println!("   (allowed-registries also allows {r}, the demo's registry)");
+    println!(
+        "   (allowed-registries also allows {r}, the demo's registry; ci-scanner trusts the demo's key)"
+    );
     let webhook = Webhook::start_with(
         &policies,
         None,
@@ -181,6 +241,22 @@ async fn main() {
             namespace: "prod-eu",
             image: format!("{r}/infra/metallb:0.16"),
             expect: "AUDITED",
+        },
+        Scenario {
+            what: "signed clean report",
+            kind: "deployment",
+            name: "checkout",
+            namespace: "payments",
+            image: format!("{r}/shop/checkout:5.1"),
+            expect: "ALLOWED",
+        },
+        Scenario {
+            what: "signed Critical vs spoofed",
+            kind: "deployment",
+            name: "checkout",
+            namespace: "payments",
+            image: format!("{r}/shop/checkout:5.0"),
+            expect: "DENIED",
         },
         Scenario {
             what: "registry not allowed",

@@ -271,12 +271,24 @@ pub fn load_files(
         let name = p.name_any();
         let secret =
             |r: &portcullis_crds::PublicKeySecretRef| secrets.value(&r.namespace, &r.name, &r.key);
-        let producer =
-            Producer::load(&name, &p.spec, secret, |_| None).map_err(|e| LoadError::Producer {
-                name: name.clone(),
-                message: e.to_string(),
-            })?;
-        loaded.push((producer, producer_material(p, &secret)));
+        match Producer::load(&name, &p.spec, secret, |_| None) {
+            Ok(producer) => loaded.push((producer, producer_material(p, &secret))),
+            // A Secret or ConfigMap that lives only in a cluster: the producer
+            // is left out (rules naming it see no verified evidence from it).
+            Err(
+                e @ (portcullis_core::trust::ProducerError::SecretNotFound { .. }
+                | portcullis_core::trust::ProducerError::TrustedRootNotFound { .. }),
+            ) => {
+                tracing::warn!(producer = %name, error = %e, "TrustedProducer left out: its keys or trusted root are not in these files");
+            }
+            // What is written in the files is wrong: an error, as for rules.
+            Err(e) => {
+                return Err(LoadError::Producer {
+                    name: name.clone(),
+                    message: e.to_string(),
+                });
+            }
+        }
     }
     Ok(Snapshot {
         policies,

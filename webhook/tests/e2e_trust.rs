@@ -245,6 +245,19 @@ async fn only_evidence_from_trusted_producers_counts() {
         m.contains("Image contains 1 critical CVEs") && m.contains("(rule trusted-only)"),
         "the spoofed clean report won: {m}"
     );
+    // Verified once per artifact digest, not once per admission.
+    let verified = |metrics: String| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with("portcullis_artifact_verifications_total{result=\"verified\"}"))
+            .map(str::to_owned)
+    };
+    let before = verified(w.metrics().await);
+    assert!(before.is_some());
+    for _ in 0..3 {
+        review(&w, &format!("{d}/pay/signed:1"), "payments").await;
+    }
+    assert_eq!(verified(w.metrics().await), before);
 
     for (image, why) in [
         ("pay/unsigned:1", None),
