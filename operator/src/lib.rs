@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod policy_status;
 pub mod portal;
 pub mod producer_status;
+pub mod ready;
 pub mod rule_source;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

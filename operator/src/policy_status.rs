@@ -11,16 +11,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kube::api::{Patch, PatchParams};
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::{Api, ResourceExt};
 use portcullis_core::engine::CompiledRule;
 use portcullis_crds::SecurityArtifactPolicy;
-use serde_json::json;
 
 use crate::leadership::Leadership;
 use crate::metrics::Metrics;
-use crate::rule_source::condition;
+use crate::ready::{Current, Verdict, write_ready};
 
 const CONTROLLER: &str = "securityartifactpolicy";
 
@@ -46,15 +44,19 @@ pub enum PolicyStatusError {
     Kube(#[from] kube::Error),
 }
 
-/// The verdict for one policy: (ready, reason, message).
-pub fn verdict(policy: &SecurityArtifactPolicy) -> (bool, &'static str, String) {
+/// The verdict for one policy.
+pub fn verdict(policy: &SecurityArtifactPolicy) -> Verdict {
     match CompiledRule::compile(&policy.name_any(), &policy.spec) {
-        Ok(_) => (
-            true,
-            "Valid",
-            "the rule compiles and is in force".to_owned(),
-        ),
-        Err(e) => (false, "Invalid", e.problem.to_string()),
+        Ok(_) => Verdict {
+            ready: true,
+            reason: "Valid",
+            message: "the rule compiles and is in force".to_owned(),
+        },
+        Err(e) => Verdict {
+            ready: false,
+            reason: "Invalid",
+            message: e.problem.to_string(),
+        },
     }
 }
 
@@ -67,35 +69,23 @@ pub async fn reconcile(
         return Ok(Action::requeue(Duration::from_secs(15)));
     }
     let started = Instant::now();
-    let (ready, reason, message) = verdict(&policy);
-    let generation = policy.metadata.generation;
+    let v = verdict(&policy);
     let status = policy.status.clone().unwrap_or_default();
-    let current = status.conditions.iter().find(|c| c.type_ == "Ready");
-    let unchanged = status.observed_generation == generation
-        && current.is_some_and(|c| {
-            c.status == if ready { "True" } else { "False" }
-                && c.reason == reason
-                && c.message == message
-        });
-    if !unchanged {
-        if !ready {
-            ctx.metrics.failed(CONTROLLER, reason);
-        }
-        let patch = json!({
-            "apiVersion": "portcullis.dev/v1alpha1",
-            "kind": "SecurityArtifactPolicy",
-            "status": {
-                "observedGeneration": generation,
-                "conditions": [condition("Ready", ready, reason, &message, generation, &status.conditions)],
-            }
-        });
-        Api::<SecurityArtifactPolicy>::all(ctx.client.clone())
-            .patch_status(
-                &policy.name_any(),
-                &PatchParams::apply(STATUS_MANAGER).force(),
-                &Patch::Apply(patch),
-            )
-            .await?;
+    let current = Current {
+        generation: policy.metadata.generation,
+        observed: status.observed_generation,
+        conditions: &status.conditions,
+    };
+    let wrote = write_ready::<SecurityArtifactPolicy>(
+        &ctx.client,
+        &policy.name_any(),
+        current,
+        &v,
+        STATUS_MANAGER,
+    )
+    .await?;
+    if wrote && !v.ready {
+        ctx.metrics.failed(CONTROLLER, v.reason);
     }
     ctx.metrics.reconciled(CONTROLLER, started.elapsed());
     Ok(Action::await_change())

@@ -11,18 +11,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::leadership::Leadership;
+use crate::metrics::Metrics;
+use crate::ready::{Current, Verdict, write_ready};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use portcullis_core::trust::Producer;
 use portcullis_crds::TrustedProducer;
 use portcullis_crds::trusted_producer::ready_reason;
-use serde_json::json;
-
-use crate::leadership::Leadership;
-use crate::metrics::Metrics;
-use crate::rule_source::condition;
 
 const CONTROLLER: &str = "trustedproducer";
 
@@ -47,11 +44,11 @@ pub enum ProducerStatusError {
     Kube(#[from] kube::Error),
 }
 
-/// Loads the producer as the webhook will: (ready, reason, message).
+/// Loads the producer as the webhook will.
 pub async fn verdict(
     client: &kube::Client,
     producer: &TrustedProducer,
-) -> Result<(bool, &'static str, String), kube::Error> {
+) -> Result<Verdict, kube::Error> {
     let mut secrets: BTreeMap<(String, String), Option<Secret>> = BTreeMap::new();
     for r in producer
         .spec
@@ -88,16 +85,20 @@ pub async fn verdict(
         match Producer::load(&producer.name_any(), &producer.spec, secret, |_| {
             root.clone()
         }) {
-            Ok(p) => (
-                true,
-                ready_reason::LOADED,
-                format!(
+            Ok(p) => Verdict {
+                ready: true,
+                reason: ready_reason::LOADED,
+                message: format!(
                     "{} key(s) and {} keyless identit(ies) loaded",
                     p.keys().len(),
                     p.keyless().len()
                 ),
-            ),
-            Err(e) => (false, e.reason(), e.to_string()),
+            },
+            Err(e) => Verdict {
+                ready: false,
+                reason: e.reason(),
+                message: e.to_string(),
+            },
         },
     )
 }
@@ -112,38 +113,26 @@ pub async fn reconcile(
         return Ok(Action::requeue(Duration::from_secs(15)));
     }
     let started = Instant::now();
-    let (ready, reason, message) = verdict(&ctx.client, &producer).await?;
-    let generation = producer.metadata.generation;
+    let v = verdict(&ctx.client, &producer).await?;
     let status = producer.status.clone().unwrap_or_default();
-    let current = status.conditions.iter().find(|c| c.type_ == "Ready");
-    let unchanged = status.observed_generation == generation
-        && current.is_some_and(|c| {
-            c.status == if ready { "True" } else { "False" }
-                && c.reason == reason
-                && c.message == message
-        });
-    if !unchanged {
-        if !ready {
-            ctx.metrics.failed(CONTROLLER, reason);
-        }
-        let patch = json!({
-            "apiVersion": "portcullis.dev/v1alpha1",
-            "kind": "TrustedProducer",
-            "status": {
-                "observedGeneration": generation,
-                "conditions": [condition("Ready", ready, reason, &message, generation, &status.conditions)],
-            }
-        });
-        if !ctx.leader.is_leader() {
-            return Ok(Action::requeue(Duration::from_secs(15)));
-        }
-        Api::<TrustedProducer>::all(ctx.client.clone())
-            .patch_status(
-                &producer.name_any(),
-                &PatchParams::apply(STATUS_MANAGER).force(),
-                &Patch::Apply(patch),
-            )
-            .await?;
+    let current = Current {
+        generation: producer.metadata.generation,
+        observed: status.observed_generation,
+        conditions: &status.conditions,
+    };
+    if !ctx.leader.is_leader() {
+        return Ok(Action::requeue(Duration::from_secs(15)));
+    }
+    let wrote = write_ready::<TrustedProducer>(
+        &ctx.client,
+        &producer.name_any(),
+        current,
+        &v,
+        STATUS_MANAGER,
+    )
+    .await?;
+    if wrote && !v.ready {
+        ctx.metrics.failed(CONTROLLER, v.reason);
     }
     ctx.metrics.reconciled(CONTROLLER, started.elapsed());
     Ok(every)
