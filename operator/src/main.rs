@@ -1,5 +1,6 @@
 //! `portcullis-operator`: start-up only; see the library for the controllers.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -36,8 +37,8 @@ struct Config {
         default_value = "0.0.0.0:9091"
     )]
     metrics_listen: SocketAddr,
-    /// Time limit of one portal fetch (e.g. 10s).
-    #[arg(long, env = "PORTCULLIS_FETCH_TIMEOUT", default_value = "10", value_parser = parse_seconds)]
+    /// Time limit of one portal fetch (500ms, 10s, 1m: the webhook's duration syntax).
+    #[arg(long, env = "PORTCULLIS_FETCH_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     fetch_timeout: Duration,
     /// Who issues the webhook's serving certificate: the operator (CA and
     /// certificate in --webhook-secret, caBundle patched, rotation), or
@@ -126,12 +127,22 @@ enum LogFormat {
     Text,
 }
 
-fn parse_seconds(s: &str) -> Result<Duration, String> {
-    let digits = s.trim_end_matches('s');
-    digits
-        .parse::<u64>()
-        .map(Duration::from_secs)
-        .map_err(|_| format!("{s:?} is not a number of seconds"))
+/// Parses `500ms`, `10s`, `1m` (jiff's friendly duration format, as the
+/// webhook's flags); a bare number, a negative or a zero duration is refused.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d: jiff::SignedDuration = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a duration like 500ms, 10s or 1m: {e}"))?;
+    match Duration::try_from(d) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!("{s:?}: the duration must be greater than zero")),
+    }
+}
+
+/// Colour codes only for a person at a terminal (and never with NO_COLOR set):
+/// log collectors and files get plain text.
+fn use_ansi(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 fn main() -> ExitCode {
@@ -140,6 +151,10 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(use_ansi(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR"),
+        ))
         .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -393,5 +408,36 @@ async fn keep_default_rule(client: kube::Client, leader: Leadership) {
             }
             Err(e) => tracing::warn!(error = %e, "could not check the default rule; retrying"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_use_the_webhook_syntax() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        for bad in ["10", "", "ten seconds", "-5s", "0s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_ansi(true, None));
+        assert!(use_ansi(true, Some("".into())));
+        assert!(!use_ansi(true, Some("1".into())));
+        assert!(!use_ansi(false, None));
+    }
+
+    #[test]
+    fn default_fetch_timeout_parses() {
+        let config = Config::try_parse_from(["portcullis-operator"]).unwrap();
+        assert_eq!(config.fetch_timeout, Duration::from_secs(10));
+        assert!(Config::try_parse_from(["portcullis-operator", "--fetch-timeout=10"]).is_err());
     }
 }

@@ -15,9 +15,14 @@ use oci_client::{Client, Reference};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-/// Attach a findings report to an image as an OCI referrer.
+/// Attach a vulnerability report (or an SBOM) to an image as an OCI referrer.
+///
+/// Pushes the report as an artifact whose `subject` is the image's manifest,
+/// where portcullis-webhook looks for findings; on registries without the
+/// referrers API it also updates the `sha256-<hex>` fallback tag. Prints the
+/// artifact's digest. What a CI pipeline runs after scanning an image.
 #[derive(Debug, Parser)]
-#[command(name = "portcullis-attach", version, about)]
+#[command(name = "portcullis-attach", version)]
 struct Args {
     /// The image (tag or digest) the report is about.
     image: String,
