@@ -349,10 +349,18 @@ async fn run(config: Config) -> Result<(), String> {
         watcher::Config::default(),
     )
     .shutdown_on_signal()
-    .run(rule_source::reconcile, rule_source::error_policy, ctx)
-    .for_each(|result| async move {
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "reconcile");
+    .run(
+        rule_source::reconcile,
+        rule_source::error_policy,
+        ctx.clone(),
+    )
+    .for_each(|result| {
+        let metrics = ctx.metrics.clone();
+        async move {
+            if let Err(e) = result {
+                rule_source::observe_controller_error(&metrics, &e);
+                tracing::debug!(error = %e, "reconcile");
+            }
         }
     })
     .await;
@@ -372,6 +380,9 @@ async fn keep_certificates(
     loop {
         tick.tick().await;
         if !leader.is_leader() {
+            // Only the leader checks the certificate; a follower's value
+            // would be stale.
+            metrics.forget_certificate_expiry();
             continue;
         }
         let started = std::time::Instant::now();

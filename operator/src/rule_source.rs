@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
-use kube::runtime::controller::Action;
+use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Resource, ResourceExt};
 use portcullis_crds::{RuleSource, SecurityArtifactPolicy};
@@ -28,6 +28,8 @@ pub const SOURCE_LABEL: &str = "portcullis.dev/rule-source";
 /// Annotation with the document revision a policy came from.
 pub const REVISION_ANNOTATION: &str = "portcullis.dev/rule-source-revision";
 const CONTROLLER: &str = "rulesource";
+/// The interval assumed when `spec.interval` does not parse.
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
 
 /// Shared by every reconcile.
 pub struct Context {
@@ -158,18 +160,30 @@ fn is_synced(source: &RuleSource) -> bool {
 
 /// Syncs one RuleSource.
 pub async fn reconcile(source: Arc<RuleSource>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let name = source.name_any();
     if !ctx.leader.is_leader() {
-        // Followers read nothing and write nothing; they look again soon.
+        // Followers read nothing and write nothing; they look again soon. They
+        // export nothing about the source either: a sync time frozen when
+        // this replica lost the lead would look like a stuck source.
+        ctx.metrics.forget_source(&name);
         return Ok(Action::requeue(Duration::from_secs(15)));
     }
     let started = Instant::now();
     let result = sync(&source, &ctx).await;
     ctx.metrics.reconciled(CONTROLLER, started.elapsed());
-    let interval = parse_interval(&source.spec.interval).unwrap_or(Duration::from_secs(300));
+    let interval = parse_interval(&source.spec.interval).unwrap_or(DEFAULT_INTERVAL);
     match result {
-        Ok(()) => Ok(Action::requeue(interval)),
-        Err(Error::NotLeader) => Ok(Action::requeue(Duration::from_secs(15))),
+        Ok(applied) => {
+            ctx.metrics.synced(&name, applied);
+            ctx.metrics.source_state(&name, interval, false);
+            Ok(Action::requeue(interval))
+        }
+        Err(Error::NotLeader) => {
+            ctx.metrics.forget_source(&name);
+            Ok(Action::requeue(Duration::from_secs(15)))
+        }
         Err(e) => {
+            ctx.metrics.source_state(&name, interval, true);
             ctx.metrics.failed(CONTROLLER, e.reason());
             // Record Degraded; the error itself goes to error_policy.
             if let Err(status_error) = set_degraded(&source, &ctx, &e).await {
@@ -183,11 +197,25 @@ pub async fn reconcile(source: Arc<RuleSource>, ctx: Arc<Context>) -> Result<Act
 /// Retries a failed sync sooner than the interval, never hot-looping.
 pub fn error_policy(source: Arc<RuleSource>, error: &Error, _ctx: Arc<Context>) -> Action {
     tracing::warn!(source = %source.name_any(), reason = error.reason(), error = %error, "rule source sync failed");
-    let interval = parse_interval(&source.spec.interval).unwrap_or(Duration::from_secs(300));
+    let interval = parse_interval(&source.spec.interval).unwrap_or(DEFAULT_INTERVAL);
     Action::requeue(interval.min(Duration::from_secs(60)))
 }
 
-async fn sync(source: &RuleSource, ctx: &Context) -> Result<(), Error> {
+/// Metrics bookkeeping for the controller's results that never reach
+/// [`reconcile`]: a RuleSource that was deleted shows up as `ObjectNotFound`
+/// (its next requeue, or its policies being garbage-collected), and its
+/// series go with it, so no alert fires for a source that no longer exists.
+pub fn observe_controller_error<Q>(metrics: &Metrics, error: &controller::Error<Error, Q>)
+where
+    Q: std::error::Error + 'static,
+{
+    if let controller::Error::ObjectNotFound(object) = error {
+        metrics.forget_source(&object.name);
+    }
+}
+
+/// One sync; returns the number of rules in force from this source.
+async fn sync(source: &RuleSource, ctx: &Context) -> Result<usize, Error> {
     let name = source.name_any();
     if parse_interval(&source.spec.interval).is_none() {
         return Err(Error::Interval(source.spec.interval.clone()));
@@ -200,8 +228,17 @@ async fn sync(source: &RuleSource, ctx: &Context) -> Result<(), Error> {
     let fetched =
         portal::fetch(&ctx.client, source, previous.as_deref(), ctx.fetch_timeout).await?;
     let (text, revision) = match fetched {
-        // Unchanged and already in force: nothing to write at all.
-        Fetched::NotModified => return Ok(()),
+        // Unchanged and already in force: nothing to write at all (but a
+        // successful sync for the metrics: the source is healthy).
+        Fetched::NotModified => {
+            let applied = source
+                .status
+                .as_ref()
+                .and_then(|s| s.applied_rules)
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or_default();
+            return Ok(applied);
+        }
         Fetched::Document { text, revision } => (text, revision),
     };
     let doc = document::parse(&text, source.spec.format)?;
@@ -236,9 +273,8 @@ async fn sync(source: &RuleSource, ctx: &Context) -> Result<(), Error> {
             &Patch::Apply(status),
         )
         .await?;
-    ctx.metrics.synced(&name, applied);
     publish(ctx, source, EventType::Normal, "Synced", &message).await;
-    Ok(())
+    Ok(applied)
 }
 
 /// Applies the document's rules and prunes the rest; returns the count.
@@ -374,5 +410,33 @@ async fn publish(ctx: &Context, source: &RuleSource, type_: EventType, reason: &
     };
     if let Err(e) = recorder.publish(&event, &source.object_ref(&())).await {
         tracing::warn!(error = %e, "could not publish a RuleSource Event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::reflector::ObjectRef;
+
+    #[test]
+    fn a_deleted_source_takes_its_series_with_it() {
+        let metrics = Metrics::new().unwrap();
+        metrics.synced("gone", 3);
+        metrics.source_state("gone", Duration::from_secs(60), true);
+        metrics.source_state("kept", Duration::from_secs(60), false);
+        let not_found: controller::Error<Error, std::io::Error> = controller::Error::ObjectNotFound(
+            Box::new(ObjectRef::<RuleSource>::new("gone").erase()),
+        );
+        observe_controller_error(&metrics, &not_found);
+        let text = metrics.render();
+        assert!(!text.contains("source=\"gone\""), "{text}");
+        assert!(text.contains("portcullis_operator_rule_source_degraded{source=\"kept\"} 0"));
+        // Other controller errors leave the series alone.
+        let failed: controller::Error<Error, std::io::Error> = controller::Error::ReconcilerFailed(
+            Error::NotLeader,
+            Box::new(ObjectRef::<RuleSource>::new("kept").erase()),
+        );
+        observe_controller_error(&metrics, &failed);
+        assert!(metrics.render().contains("source=\"kept\""));
     }
 }

@@ -121,20 +121,40 @@ impl Portal {
 /// Runs `reconcile` against an API server that expects exactly `script`, and
 /// returns the request bodies in order.
 async fn scenario(source: RuleSource, script: Vec<Expect>) -> (Result<(), String>, Vec<Value>) {
+    let (result, bodies, _) = scenario_with_metrics(source, script, Leadership::always()).await;
+    (result, bodies)
+}
+
+/// [`scenario`] with the leadership given, also returning `/metrics` after it.
+async fn scenario_with_metrics(
+    source: RuleSource,
+    script: Vec<Expect>,
+    leader: Leadership,
+) -> (Result<(), String>, Vec<Value>, String) {
     let (client, verifier) = scripted(script);
     let ctx = Arc::new(Context {
         client,
         metrics: Arc::new(Metrics::new().unwrap()),
         recorder: None,
         fetch_timeout: Duration::from_secs(5),
-        leader: Leadership::always(),
+        leader,
     });
     let result = reconcile(Arc::new(source), ctx.clone())
         .await
         .map(|_| ())
         .map_err(|e| e.to_string());
+    let metrics = ctx.metrics.render();
     drop(ctx);
-    (result, verifier.await.unwrap())
+    (result, verifier.await.unwrap(), metrics)
+}
+
+/// The value of the series `name{source="portal"}` in `metrics`.
+fn portal_gauge(metrics: &str, name: &str) -> Option<f64> {
+    let prefix = format!("{name}{{source=\"portal\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|v| v.parse().unwrap())
 }
 
 fn rule_source(portal: &Portal, status: Option<Value>) -> RuleSource {
@@ -266,9 +286,10 @@ async fn first_sync_applies_one_policy_per_rule_and_leaves_hand_written_ones() {
 async fn an_unchanged_document_makes_no_writes() {
     let portal = portal().await;
     portal.serve(200, TWO_RULES, Some("\"v1\""));
-    let (result, _) = scenario(
+    let (result, _, metrics) = scenario_with_metrics(
         rule_source(&portal, Some(synced_status("\"v1\""))),
         vec![expect("GET", SECRET, 200, token_secret())],
+        Leadership::always(),
     )
     .await;
     result.unwrap();
@@ -277,6 +298,43 @@ async fn an_unchanged_document_makes_no_writes() {
         "\"v1\"",
         "If-None-Match not sent"
     );
+    // Unchanged is healthy: the sync time moves (else "not synced for three
+    // intervals" would fire for a portal that simply has nothing new).
+    let now = jiff::Timestamp::now().as_second() as f64;
+    let last = portal_gauge(
+        &metrics,
+        "portcullis_operator_last_successful_sync_timestamp_seconds",
+    )
+    .expect("sync time exported");
+    assert!((now - last).abs() < 60.0, "{metrics}");
+    assert_eq!(
+        portal_gauge(&metrics, "portcullis_operator_rules_applied"),
+        Some(2.0)
+    );
+    assert_eq!(
+        portal_gauge(&metrics, "portcullis_operator_rule_source_degraded"),
+        Some(0.0)
+    );
+    assert_eq!(
+        portal_gauge(&metrics, "portcullis_operator_rule_source_interval_seconds"),
+        Some(300.0)
+    );
+}
+
+#[tokio::test]
+async fn a_follower_exports_nothing_about_sources() {
+    let portal = portal().await;
+    portal.serve(200, TWO_RULES, Some("\"v1\""));
+    let (result, bodies, metrics) = scenario_with_metrics(
+        rule_source(&portal, Some(synced_status("\"v1\""))),
+        Vec::new(),
+        Leadership::follower(),
+    )
+    .await;
+    result.unwrap();
+    assert!(bodies.is_empty());
+    assert!(portal.seen.lock().unwrap().is_empty());
+    assert!(!metrics.contains("source=\"portal\""), "{metrics}");
 }
 
 #[tokio::test]
@@ -318,12 +376,30 @@ async fn a_removed_rule_deletes_exactly_its_policy() {
 async fn degraded(status: u16, body: &str, reason: &str) {
     let portal = portal().await;
     portal.serve(status, body, Some("\"v9\""));
-    let (result, bodies) = scenario(
+    let (result, bodies, metrics) = scenario_with_metrics(
         rule_source(&portal, Some(synced_status("\"v1\""))),
         vec![expect("GET", SECRET, 200, token_secret()), status_ok()],
+        Leadership::always(),
     )
     .await;
     assert!(result.is_err(), "{body}");
+    assert_eq!(
+        portal_gauge(&metrics, "portcullis_operator_rule_source_degraded"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        portal_gauge(&metrics, "portcullis_operator_rule_source_interval_seconds"),
+        Some(300.0)
+    );
+    assert_eq!(
+        portal_gauge(
+            &metrics,
+            "portcullis_operator_last_successful_sync_timestamp_seconds"
+        ),
+        None,
+        "a failed sync is not a successful one"
+    );
     let conditions = &bodies[1]["status"]["conditions"];
     assert_eq!(conditions[0]["type"], "Degraded");
     assert_eq!(conditions[0]["status"], "True");
