@@ -2,7 +2,8 @@
 # The whole test suite: unit, fixture, scenario and property tests; the CRD
 # drift check; offline validation of the generated CRDs against the Kubernetes
 # 1.33 API schema; end-to-end tests against real registries (started and
-# stopped by the tests themselves). Installs what it needs (e2e/install-tools.sh).
+# stopped by the tests themselves); the Helm chart and the kustomize route
+# (e2e/chart.sh). Installs what it needs (e2e/install-tools.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,3 +23,12 @@ python3 -m kubernetes_validate --strict -k 1.33 config/crd/*.yaml "$rendered" de
 
 echo "== cargo test"
 cargo test --workspace --locked
+
+# Seconds per step, printed at the end.
+timings=()
+step() { local started=$SECONDS; "$@"; timings+=("$(printf '%4d s  %s' $((SECONDS - started)) "$*")"); }
+
+step bash e2e/chart.sh
+
+echo "== time per install/operations step"
+printf '   %s\n' "${timings[@]}"
