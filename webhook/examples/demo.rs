@@ -272,6 +272,7 @@ async fn main() {
         "SCENARIO", "NAMESPACE", "OBJECT", "DECISION"
     );
     let mut unexpected = 0;
+    let mut objects = Vec::new();
     for s in &scenarios {
         let mut args = vec![s.kind, s.name];
         let image_flag = format!("--image={}", s.image);
@@ -281,6 +282,7 @@ async fn main() {
         }
         let object = kubectl(&args, s.namespace);
         let resp = webhook.review("CREATE", &object, None).await;
+        objects.push(object);
         let warnings: Vec<String> = resp["warnings"]
             .as_array()
             .map(|w| {
@@ -326,6 +328,30 @@ async fn main() {
             || l.starts_with("portcullis_admission_requests_total")
     }) {
         println!("   {line}");
+    }
+    // e2e/monitoring.sh: keep the webhook up and send the same requests again
+    // until the file named by PORTCULLIS_DEMO_HOLD is removed (3 minutes at
+    // most), so that a real Prometheus scrapes live traffic.
+    if let Some(hold) = std::env::var_os("PORTCULLIS_DEMO_HOLD") {
+        let hold = std::path::PathBuf::from(hold);
+        let partial = hold.with_extension("partial");
+        std::fs::write(
+            &partial,
+            format!("metrics=127.0.0.1:{}\n", webhook.metrics_port),
+        )
+        .unwrap();
+        std::fs::rename(&partial, &hold).unwrap();
+        println!(
+            "\n== replaying the requests until {} is removed",
+            hold.display()
+        );
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        while hold.exists() && std::time::Instant::now() < until {
+            for object in &objects {
+                webhook.review("CREATE", object, None).await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
     }
     println!("\n== stopping the webhook and the registry");
     drop(webhook);
