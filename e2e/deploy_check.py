@@ -443,6 +443,33 @@ def write_monitoring():
         print(f"wrote {path.relative_to(ROOT)}")
 
 
+# ------------------------------------------------------------ release files
+
+
+def check_release_files():
+    """No Docker engine runs here, so the Dockerfile cannot be built in the
+    tests; what can drift from the offline images (e2e/image.py) is checked."""
+    text = (ROOT / "Dockerfile").read_text()
+    stages = dict(re.findall(r"^FROM \S+ AS (\w+)\n(.*?)(?=^FROM |\Z)", text, re.M | re.S))
+    for stage, binary in (("webhook", "portcullis-webhook"), ("operator", "portcullis-operator")):
+        body = stages.get(stage, "")
+        check(body, f"Dockerfile: no stage {stage}")
+        check("USER 65532:65532" in body, f"Dockerfile {stage}: USER 65532:65532")
+        check(f'ENTRYPOINT ["/usr/local/bin/{binary}"]' in body, f"Dockerfile {stage}: entrypoint /usr/local/bin/{binary}")
+        check("org.opencontainers.image.licenses=\"Apache-2.0\"" in body, f"Dockerfile {stage}: OCI labels")
+    check("ARG RUNTIME=gcr.io/distroless/cc-debian12:nonroot" in text and "-bookworm AS build" in text,
+          "Dockerfile: Debian 12 (glibc 2.36) at build and run time, like the offline images")
+    wf = yaml.safe_load((ROOT / ".github/workflows/release.yaml").read_text())
+    steps = [s for job in wf["jobs"].values() for s in job.get("steps", [])]
+    blob = json.dumps(steps)
+    check(wf["jobs"]["images"]["strategy"]["matrix"]["component"] == sorted(stages.keys() - {"build"}, reverse=True),
+          "release workflow: one image job per Dockerfile stage")
+    check("linux/amd64,linux/arm64" in blob, "release workflow: multi-arch")
+    check("check advisories" in blob, "release workflow: cargo deny check advisories")
+    check("cosign sign" in blob and "cosign attest" in blob, "release workflow: cosign signature and SBOM attestation")
+    check("portcullis-attach" in blob, "release workflow: SBOM attached as a referrer")
+
+
 # --------------------------------------------------------------------- main
 
 
@@ -499,6 +526,9 @@ def main():
     for path in sorted((ROOT / "config/samples").glob("*.yaml")):
         for ref in re.findall(r"namespace:\s*([a-z0-9-]+)", path.read_text()):
             check(ref == NAMESPACE, f"{path.relative_to(ROOT)} names namespace {ref}, not {NAMESPACE}")
+
+    print("== Dockerfile and release workflow agree with the offline images (e2e/image.py)")
+    check_release_files()
 
     if failures:
         sys.exit(f"deploy_check: {len(failures)} problem(s)")

@@ -5,5 +5,4 @@
 # (the test command's cargo test builds the demo); tools: e2e/install-tools.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export SYFT_CHECK_FOR_APP_UPDATE=false
 python3 e2e/monitoring_check.py

@@ -3,7 +3,8 @@
 # drift check; offline validation of the generated CRDs against the Kubernetes
 # 1.33 API schema; end-to-end tests against real registries (started and
 # stopped by the tests themselves); the Helm chart and the kustomize route
-# (e2e/chart.sh); a real Prometheus scraping the webhook (e2e/monitoring.sh).
+# (e2e/chart.sh); a real Prometheus scraping the webhook (e2e/monitoring.sh);
+# the container images built offline, pushed, run and given an SBOM (e2e/image.sh).
 # Installs what it needs (e2e/install-tools.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,7 @@ step() { local started=$SECONDS; "$@"; timings+=("$(printf '%4d s  %s' $((SECOND
 
 step bash e2e/chart.sh
 step bash e2e/monitoring.sh
+step bash e2e/image.sh
 
 echo "== time per install/operations step"
 printf '   %s\n' "${timings[@]}"
