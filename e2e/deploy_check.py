@@ -443,6 +443,27 @@ def write_monitoring():
         print(f"wrote {path.relative_to(ROOT)}")
 
 
+# ------------------------------------------------------------------ runbook
+
+
+def github_anchor(heading):
+    slug = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return slug.replace(" ", "-")
+
+
+def check_runbook_links():
+    runbook = (ROOT / "docs/runbook.md").read_text()
+    anchors = {github_anchor(h) for h in re.findall(r"^#{1,6} (.+)$", runbook, re.M)}
+    alerts = yaml.safe_load((CHART / "files/alerts.yaml").read_text())
+    for group in alerts["groups"]:
+        for rule in group["rules"]:
+            url = rule["annotations"].get("runbook_url", "")
+            check(url.startswith("https://github.com/portcullis-dev/portcullis/blob/main/docs/runbook.md#"), f"{rule['alert']}: runbook_url {url}")
+            check(url.split("#", 1)[-1] in anchors, f"{rule['alert']}: docs/runbook.md has no section #{url.split('#', 1)[-1]}")
+    for link in re.findall(r"\]\(#([^)]+)\)", runbook):
+        check(link in anchors, f"docs/runbook.md links to #{link}, which is not a heading")
+
+
 # ------------------------------------------------------------ release files
 
 
@@ -526,6 +547,9 @@ def main():
     for path in sorted((ROOT / "config/samples").glob("*.yaml")):
         for ref in re.findall(r"namespace:\s*([a-z0-9-]+)", path.read_text()):
             check(ref == NAMESPACE, f"{path.relative_to(ROOT)} names namespace {ref}, not {NAMESPACE}")
+
+    print("== every alert's runbook_url names a section of docs/runbook.md")
+    check_runbook_links()
 
     print("== Dockerfile and release workflow agree with the offline images (e2e/image.py)")
     check_release_files()
