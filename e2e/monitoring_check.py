@@ -47,6 +47,8 @@ MUST_HAVE_DATA = {
     "Registry requests by registry and status",
     "Cache hit ratio",
     "Policies loaded",
+    "Last policy load",
+    "Webhook memory",
     "Webhook replicas up",
 }
 
