@@ -50,6 +50,7 @@ MUST_HAVE_DATA = {
     "Last policy load",
     "Webhook memory",
     "Webhook replicas up",
+    "Version",
 }
 
 
