@@ -533,6 +533,13 @@ def main():
     compare("helm template (defaults)", by_key(default_objects), "kubectl kustomize deploy/",
             by_key([d for d in kustomized if d["kind"] != "Namespace"]))
 
+    print("== parity: chart NetworkPolicy vs deploy/extras/webhook-networkpolicy.yaml")
+    chart_np = find(docs(render(extra=["--set", "networkPolicy.enabled=true"])), "NetworkPolicy", "portcullis-webhook")
+    extras_np = docs((ROOT / "deploy/extras/webhook-networkpolicy.yaml").read_text())[0]
+    for d in (chart_np, extras_np):
+        d["metadata"].pop("labels", None)
+    compare("helm template --set networkPolicy.enabled=true", by_key([chart_np]), "deploy/extras/webhook-networkpolicy.yaml", by_key([extras_np]))
+
     print("== parity: chart monitoring values vs kubectl kustomize deploy/monitoring")
     compare("helm template (ci/monitoring-values.yaml)", by_key(monitoring_objects()), "kubectl kustomize deploy/monitoring",
             by_key(docs(must(["kubectl", "kustomize", str(MONITORING)]))))
