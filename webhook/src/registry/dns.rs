@@ -80,19 +80,25 @@ impl DnsResolver {
     /// A resolver with `settings`. Reads the system configuration unless
     /// servers are given (and then still takes its search domains).
     pub fn new(settings: &DnsSettings) -> Result<Self, String> {
-        let (system, mut options) = match hickory_resolver::system_conf::read_system_conf() {
-            Ok(conf) => conf,
-            Err(e) if !settings.servers.is_empty() => {
-                tracing::debug!(error = %e, "no system DNS configuration; using the given servers");
-                (ResolverConfig::new(), Default::default())
+        let (system, mut options, servers) = match hickory_resolver::system_conf::read_system_conf()
+        {
+            Ok((config, options)) => (config, options, settings.servers.clone()),
+            Err(e) => {
+                // No /etc/resolv.conf (a bare container, a sandbox): the given
+                // servers, else the local resolver, as glibc assumes.
+                let servers = if settings.servers.is_empty() {
+                    tracing::warn!(error = %e, "no system DNS configuration; asking 127.0.0.1:53 (set --dns-server)");
+                    vec![SocketAddr::from(([127, 0, 0, 1], 53))]
+                } else {
+                    settings.servers.clone()
+                };
+                (ResolverConfig::new(), Default::default(), servers)
             }
-            Err(e) => return Err(format!("reading the system DNS configuration: {e}")),
         };
-        let config = if settings.servers.is_empty() {
+        let config = if servers.is_empty() {
             system
         } else {
-            let servers: Vec<NameServerConfig> = settings
-                .servers
+            let servers: Vec<NameServerConfig> = servers
                 .iter()
                 .flat_map(|a| {
                     [
