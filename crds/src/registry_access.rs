@@ -34,8 +34,11 @@ use crate::rule_source::SecretKeyRef;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RegistryAccessSpec {
-    /// Registry hosts this applies to (glob patterns, e.g. `*.azurecr.io`,
-    /// `registry.example.com:5000`).
+    /// Registry hosts this applies to, `host-glob[:port]`: `*` matches within
+    /// one DNS label (`*.azurecr.io` matches `team.azurecr.io`, not
+    /// `evil-azurecr.io` or `team.azurecr.io.evil.net`), a pattern without a
+    /// port matches the default port only (`registry.example.com:5000`,
+    /// `:*` for any). Credentials never go to a host outside these.
     #[schemars(length(min = 1))]
     pub registries: Vec<String>,
     /// How to authenticate.
@@ -112,13 +115,25 @@ pub struct AwsWebIdentity {
     pub role_arn: String,
 }
 
-/// GKE workload identity.
+/// Google service account for Artifact Registry and Container Registry: GKE
+/// workload identity (the metadata server), or workload identity federation
+/// from any cluster when `workloadIdentityProvider` is set.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GcpWorkloadIdentity {
     /// Google service account email, e.g. `portcullis@project.iam.gserviceaccount.com`.
-    #[schemars(regex(pattern = r"^[^@\s]+@[^@\s]+$"))]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._+-]+@[A-Za-z0-9.-]+$"))]
     pub service_account: String,
+    /// Workload identity federation: the provider the cluster's
+    /// ServiceAccount tokens are exchanged through (the STS audience),
+    /// `projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>`
+    /// (optionally prefixed with `//iam.googleapis.com/`). Unset on GKE, where
+    /// the metadata server gives the service account's token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(
+        pattern = r"^(//iam\.googleapis\.com/)?projects/[0-9]+/locations/global/workloadIdentityPools/[a-z0-9-]+/providers/[a-z0-9-]+$"
+    ))]
+    pub workload_identity_provider: Option<String>,
 }
 
 /// Observed state of a registry access configuration.
