@@ -8,6 +8,7 @@ use clap::{Parser, ValueEnum};
 
 use crate::engine::{Action, FailureActions, FailureClass};
 use crate::policies::InvalidRulePolicy;
+use crate::registry::dns::ResolveOverride;
 use crate::registry::guard::AllowedDestination;
 
 /// Portcullis admission webhook: admits, audits or denies Pods and workloads by
@@ -187,6 +188,18 @@ pub struct Config {
     #[arg(long, env = "PORTCULLIS_DNS_SERVER", value_delimiter = ',')]
     pub dns_server: Vec<SocketAddr>,
 
+    /// Resolve HOST to ADDR (IP or IP:PORT) without DNS, like curl's
+    /// --resolve; repeatable. For tests and air-gapped installations: the
+    /// destination guard still judges ADDR, and a port replaces the default
+    /// port of URLs that name none.
+    #[arg(
+        long,
+        env = "PORTCULLIS_RESOLVE",
+        value_delimiter = ',',
+        value_name = "HOST=ADDR"
+    )]
+    pub resolve: Vec<ResolveOverride>,
+
     /// Time limit of one DNS lookup.
     #[arg(long, env = "PORTCULLIS_DNS_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub dns_timeout: Duration,
@@ -290,6 +303,40 @@ pub struct Config {
     /// workload identity webhook in AKS).
     #[arg(long, env = "AZURE_FEDERATED_TOKEN_FILE")]
     pub azure_federated_token_file: Option<PathBuf>,
+
+    /// ACR domains besides azurecr.io, azurecr.cn and azurecr.us (sovereign
+    /// or private clouds); Entra tokens go only to `*.<domain>` registries.
+    #[arg(long, env = "PORTCULLIS_AZURE_REGISTRY_DOMAIN", value_delimiter = ',')]
+    pub azure_registry_domain: Vec<String>,
+
+    /// IRSA's projected ServiceAccount token (set by EKS when the
+    /// ServiceAccount has the eks.amazonaws.com/role-arn annotation).
+    #[arg(long, env = "AWS_WEB_IDENTITY_TOKEN_FILE")]
+    pub aws_web_identity_token_file: Option<PathBuf>,
+
+    /// Region whose STS endpoint is used (set by EKS); else the ECR
+    /// registry's region.
+    #[arg(long, env = "AWS_REGION")]
+    pub aws_region: Option<String>,
+
+    /// EKS Pod Identity agent URL (set by EKS), used when there is no web
+    /// identity token. Only the identity client may reach it.
+    #[arg(long, env = "AWS_CONTAINER_CREDENTIALS_FULL_URI")]
+    pub aws_container_credentials_full_uri: Option<String>,
+
+    /// EKS Pod Identity's ServiceAccount token (set by EKS).
+    #[arg(long, env = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")]
+    pub aws_container_authorization_token_file: Option<PathBuf>,
+
+    /// Projected ServiceAccount token (audience: the workload identity
+    /// provider) for GCP workload identity federation.
+    #[arg(long, env = "PORTCULLIS_GCP_FEDERATED_TOKEN_FILE")]
+    pub gcp_federated_token_file: Option<PathBuf>,
+
+    /// The GKE/GCE metadata server (HOST[:PORT]); only the identity client
+    /// may reach it.
+    #[arg(long, env = "GCE_METADATA_HOST", default_value = "169.254.169.254")]
+    pub gce_metadata_host: String,
 
     /// Log filter (tracing EnvFilter syntax, e.g. `info,portcullis=debug`).
     #[arg(long, env = "PORTCULLIS_LOG", default_value = "info")]

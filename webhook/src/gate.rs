@@ -404,10 +404,7 @@ impl Gate {
                 pull_secrets: &pull_secrets,
                 service_account: &service_account,
             };
-            let creds = match credentials
-                .credentials(&snapshot.access, image.registry_host(), pod)
-                .await
-            {
+            let creds = match credentials.credentials(&snapshot.access, &image, pod).await {
                 Ok(c) => c,
                 Err(f) => return ImageEvidence::failed(f.class, f.detail),
             };

@@ -14,9 +14,12 @@ use portcullis_webhook::engine::AnswerOptions;
 use portcullis_webhook::gate::{EventSink, Gate, ReviewLimits};
 use portcullis_webhook::metrics::Metrics;
 use portcullis_webhook::owners::OwnerVerifier;
-use portcullis_webhook::policies::{self, FileObjects, PolicyStore};
+use portcullis_webhook::policies::{self, PolicyStore};
 use portcullis_webhook::reference::RegistryHost;
-use portcullis_webhook::registry::access::{AzureSettings, CredentialResolver, SecretStore};
+use portcullis_webhook::registry::access::{
+    AwsSettings, AzureSettings, CloudSettings, CredentialResolver, GcpSettings, PodIdentityAgent,
+    SecretStore,
+};
 use portcullis_webhook::registry::dns::DnsSettings;
 use portcullis_webhook::registry::guard::DestinationGuard;
 use portcullis_webhook::registry::lookup::{CacheBudget, ImageLookup, LookupSettings};
@@ -87,6 +90,43 @@ fn registry_set(values: &[String]) -> Result<std::collections::HashSet<String>, 
         .collect()
 }
 
+/// The cloud identities' settings from the flags (and the environment the
+/// clouds' identity webhooks set up).
+fn cloud_settings(config: &Config) -> Result<CloudSettings, String> {
+    let pod_identity = match (
+        &config.aws_container_credentials_full_uri,
+        &config.aws_container_authorization_token_file,
+    ) {
+        (Some(uri), Some(token_file)) => Some(
+            PodIdentityAgent::new(uri, token_file.clone())
+                .map_err(|e| format!("--aws-container-credentials-full-uri {e}"))?,
+        ),
+        (Some(_), None) => {
+            return Err("--aws-container-credentials-full-uri needs --aws-container-authorization-token-file (AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE)".into());
+        }
+        _ => None,
+    };
+    Ok(CloudSettings {
+        azure: config
+            .azure_federated_token_file
+            .clone()
+            .map(|token_file| AzureSettings {
+                authority_host: config.azure_authority_host.clone(),
+                token_file,
+            }),
+        azure_registry_domains: config.azure_registry_domain.clone(),
+        aws: AwsSettings {
+            web_identity_token_file: config.aws_web_identity_token_file.clone(),
+            region: config.aws_region.clone(),
+            pod_identity,
+        },
+        gcp: GcpSettings {
+            federated_token_file: config.gcp_federated_token_file.clone(),
+            metadata_host: config.gce_metadata_host.clone(),
+        },
+    })
+}
+
 async fn run(config: Config) -> Result<(), String> {
     let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
     let store = Arc::new(PolicyStore::default());
@@ -112,6 +152,7 @@ async fn run(config: Config) -> Result<(), String> {
             dns: DnsSettings {
                 servers: config.dns_server.clone(),
                 timeout: config.dns_timeout,
+                overrides: config.resolve.clone(),
                 ..DnsSettings::default()
             },
             max_in_flight: config.registry_max_in_flight,
@@ -147,13 +188,10 @@ async fn run(config: Config) -> Result<(), String> {
     } else {
         None
     };
-    let file_access = match &config.registry_config {
-        Some(path) => Some(FileObjects::load(path).map_err(|e| e.to_string())?),
-        None => None,
-    };
-    // Secrets named by --registry-config are read once, at start.
-    let secret_store = match (&file_access, &kube_client) {
-        (Some(f), _) => f.secret_store(),
+    // Secrets named by --registry-config are read again when the file
+    // changes; in a cluster, those RegistryAccesses name are watched by name.
+    let secret_store = match (&config.registry_config, &kube_client) {
+        (Some(path), _) => SecretStore::files(path.clone(), config.policy_reload_interval)?,
         (None, Some(c)) => SecretStore::kube(c.clone(), Duration::from_secs(30)),
         (None, None) => SecretStore::empty(),
     };
@@ -196,17 +234,9 @@ async fn run(config: Config) -> Result<(), String> {
             1024,
         )
     });
-    let credentials = CredentialResolver::new(
-        secret_store,
-        config
-            .azure_federated_token_file
-            .clone()
-            .map(|token_file| AzureSettings {
-                authority_host: config.azure_authority_host.clone(),
-                token_file,
-            }),
-        client,
-    );
+    let credentials =
+        CredentialResolver::with_clouds(secret_store, cloud_settings(&config)?, client)
+            .map_err(|e| e.to_string())?;
     let owner_trust = if config.controller_identity.is_empty() {
         OwnerTrust::default()
     } else {

@@ -34,6 +34,8 @@ pub struct Metrics {
     connections: IntGauge,
     connections_refused: IntCounter,
     verifications: IntCounterVec,
+    identity_exchanges: IntCounterVec,
+    access_usable: IntGaugeVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -144,6 +146,18 @@ impl Metrics {
                 "Signed artifacts checked against a trusted producer, by result (verified or the rejection kind)",
                 &["result"],
             )?,
+            identity_exchanges: counter_vec(
+                "portcullis_registry_identity_exchanges_total",
+                "Federated identity token exchanges (Azure, AWS, GCP), by RegistryAccess and result (success or error)",
+                &["registry_access", "result"],
+            )?,
+            access_usable: IntGaugeVec::new(
+                Opts::new(
+                    "portcullis_registry_access_usable",
+                    "1 once a federated RegistryAccess has given credentials (its first successful token exchange), 0 while it has only failed",
+                ),
+                &["registry_access"],
+            )?,
             registry,
         };
         let build = IntGaugeVec::new(
@@ -171,6 +185,8 @@ impl Metrics {
             Box::new(m.connections.clone()),
             Box::new(m.connections_refused.clone()),
             Box::new(m.verifications.clone()),
+            Box::new(m.identity_exchanges.clone()),
+            Box::new(m.access_usable.clone()),
             Box::new(build),
         ] {
             m.registry.register(c)?;
@@ -257,6 +273,20 @@ impl Metrics {
     /// One artifact verification against one producer.
     pub fn verification(&self, result: &'static str) {
         self.verifications.with_label_values(&[result]).inc();
+    }
+
+    /// One federated token exchange for a RegistryAccess (names are written
+    /// by admins, so the label is bounded). The first success sets
+    /// `portcullis_registry_access_usable` to 1 for good; failures before it
+    /// show 0, so "Ready but never usable" can be alerted on.
+    pub fn identity_exchange(&self, registry_access: &str, ok: bool) {
+        self.identity_exchanges
+            .with_label_values(&[registry_access, if ok { "success" } else { "error" }])
+            .inc();
+        let usable = self.access_usable.with_label_values(&[registry_access]);
+        if ok {
+            usable.set(1);
+        }
     }
 
     /// The text exposition format.

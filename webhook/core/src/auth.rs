@@ -25,6 +25,18 @@ pub enum Credentials {
         /// Password or token.
         password: String,
     },
+    /// Username and password that came from a RegistryAccess: cached work is
+    /// keyed by `identity` (the RegistryAccess, and the Secret's UID and
+    /// resourceVersion, or the cloud identity), not by the password, so a
+    /// short-lived token being refreshed does not empty the caches.
+    Identified {
+        /// Where the credentials came from; stable across token refreshes.
+        identity: Arc<str>,
+        /// Username.
+        username: String,
+        /// Password or token.
+        password: String,
+    },
 }
 
 impl fmt::Debug for Credentials {
@@ -32,15 +44,20 @@ impl fmt::Debug for Credentials {
         match self {
             Self::Anonymous => f.write_str("Anonymous"),
             Self::Basic { username, .. } => write!(f, "Basic({username}, <redacted>)"),
+            Self::Identified {
+                identity, username, ..
+            } => write!(f, "Basic({username}, <redacted>, {identity})"),
         }
     }
 }
 
 impl Credentials {
-    /// A short, non-reversible identity for cache keys and logs.
+    /// A short, non-reversible identity for cache keys and logs: where the
+    /// credentials came from when known, else a hash of them.
     pub fn fingerprint(&self) -> Arc<str> {
         match self {
             Self::Anonymous => Arc::from("anonymous"),
+            Self::Identified { identity, .. } => identity.clone(),
             Self::Basic { username, password } => {
                 let mut h = Sha256::new();
                 h.update(username.as_bytes());
@@ -57,10 +74,28 @@ impl Credentials {
     pub fn basic_header(&self) -> Option<String> {
         match self {
             Self::Anonymous => None,
-            Self::Basic { username, password } => Some(format!(
+            Self::Basic { username, password }
+            | Self::Identified {
+                username, password, ..
+            } => Some(format!(
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
             )),
+        }
+    }
+
+    /// These credentials, keyed in caches by `identity` instead of their hash.
+    pub fn identified(self, identity: impl Into<Arc<str>>) -> Self {
+        match self {
+            Self::Anonymous => Self::Anonymous,
+            Self::Basic { username, password }
+            | Self::Identified {
+                username, password, ..
+            } => Self::Identified {
+                identity: identity.into(),
+                username,
+                password,
+            },
         }
     }
 }
@@ -167,9 +202,16 @@ impl TokenResponse {
 }
 
 /// Parses a `kubernetes.io/dockerconfigjson` payload and returns the
-/// credentials for `registry`, matched exactly on host (and port), as the
-/// kubelet does for the common case. Docker Hub's legacy key is honoured.
-pub fn docker_config_credentials(json: &[u8], registry: &str) -> Option<Credentials> {
+/// credentials for `repository` in `registry`, as the kubelet matches them:
+/// the key's host (and port) must be the registry, after the normalisation
+/// image names get; a key with a path (`registry.example.com/team`) applies
+/// only to repositories under that path, whole segments only; the most
+/// specific key (longest path) wins. Docker Hub's legacy key is honoured.
+pub fn docker_config_credentials(
+    json: &[u8],
+    registry: &str,
+    repository: &str,
+) -> Option<Credentials> {
     #[derive(serde::Deserialize)]
     struct DockerConfig {
         #[serde(default)]
@@ -189,17 +231,33 @@ pub fn docker_config_credentials(json: &[u8], registry: &str) -> Option<Credenti
     // Docker Hub's aliases, IP forms), so a key matches the registry the
     // gate names, and only that one.
     let wanted = RegistryHost::parse(registry).ok()?;
-    let entry = config.auths.iter().find_map(|(key, auth)| {
-        let host = key
-            .trim_start_matches("https://")
-            .trim_start_matches("http://")
-            .split('/')
-            .next()
-            .unwrap_or_default();
-        RegistryHost::parse(host)
-            .is_ok_and(|h| h == wanted)
-            .then_some(auth)
-    })?;
+    let entry = config
+        .auths
+        .iter()
+        .filter_map(|(key, auth)| {
+            let rest = key
+                .trim_start_matches("https://")
+                .trim_start_matches("http://");
+            let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+            if !RegistryHost::parse(host).is_ok_and(|h| h == wanted) {
+                return None;
+            }
+            // Docker Hub's legacy key `https://index.docker.io/v1/` is a
+            // registry-wide key, not a path.
+            let path = if wanted.is_docker_hub() && path.trim_end_matches('/') == "v1" {
+                ""
+            } else {
+                path.trim_end_matches('/')
+            };
+            let covers = path.is_empty()
+                || repository == path
+                || repository
+                    .strip_prefix(path)
+                    .is_some_and(|r| r.starts_with('/'));
+            covers.then_some((path.len(), auth))
+        })
+        .max_by_key(|(specificity, _)| *specificity)
+        .map(|(_, auth)| auth)?;
     if let (Some(u), Some(p)) = (&entry.username, &entry.password) {
         return Some(Credentials::Basic {
             username: u.clone(),
@@ -255,31 +313,89 @@ mod tests {
         let json = br#"{"auths":{"registry.example.com:5000":{"auth":"dXNlcjpwYXNz"},
             "https://index.docker.io/v1/":{"username":"hub","password":"secret"}}}"#;
         assert_eq!(
-            docker_config_credentials(json, "registry.example.com:5000"),
+            docker_config_credentials(json, "registry.example.com:5000", "team/app"),
             Some(Credentials::Basic {
                 username: "user".into(),
                 password: "pass".into()
             })
         );
         assert_eq!(
-            docker_config_credentials(json, "registry.example.com"),
+            docker_config_credentials(json, "registry.example.com", "team/app"),
             None
         );
         assert_eq!(
-            docker_config_credentials(json, "evil.example.com:5000"),
+            docker_config_credentials(json, "evil.example.com:5000", "team/app"),
             None
         );
         assert_eq!(
-            docker_config_credentials(json, "docker.io"),
+            docker_config_credentials(json, "docker.io", "library/nginx"),
             Some(Credentials::Basic {
                 username: "hub".into(),
                 password: "secret".into()
             })
         );
-        assert_eq!(docker_config_credentials(b"not json", "docker.io"), None);
+        assert_eq!(
+            docker_config_credentials(b"not json", "docker.io", "library/nginx"),
+            None
+        );
         // Case and the default port do not make another registry.
         let json = br#"{"auths":{"Registry.Example.com:443":{"auth":"dXNlcjpwYXNz"}}}"#;
-        assert!(docker_config_credentials(json, "registry.example.com").is_some());
+        assert!(docker_config_credentials(json, "registry.example.com", "app").is_some());
+    }
+
+    #[test]
+    fn docker_config_keys_with_paths_keep_their_scope() {
+        let json = br#"{"auths":{
+            "registry.example.com/team":{"username":"team","password":"t"},
+            "registry.example.com/team/secret":{"username":"secret","password":"s"},
+            "https://other.example.com/v1/":{"username":"other","password":"o"}}}"#;
+        let user =
+            |registry: &str, repo: &str| match docker_config_credentials(json, registry, repo) {
+                Some(Credentials::Basic { username, .. }) => Some(username),
+                _ => None,
+            };
+        assert_eq!(
+            user("registry.example.com", "team/app").as_deref(),
+            Some("team")
+        );
+        assert_eq!(
+            user("registry.example.com", "team").as_deref(),
+            Some("team")
+        );
+        // The most specific key wins.
+        assert_eq!(
+            user("registry.example.com", "team/secret/db").as_deref(),
+            Some("secret")
+        );
+        // Whole segments only, and nothing outside the path.
+        assert_eq!(user("registry.example.com", "teammate/app"), None);
+        assert_eq!(user("registry.example.com", "other/app"), None);
+        assert_eq!(user("registry.example.com", "app"), None);
+        // `/v1/` is a path anywhere but Docker Hub.
+        assert_eq!(user("other.example.com", "team/app"), None);
+        assert_eq!(
+            user("other.example.com", "v1/app").as_deref(),
+            Some("other")
+        );
+    }
+
+    #[test]
+    fn identified_credentials_are_keyed_by_their_source() {
+        let c = Credentials::Basic {
+            username: "AWS".into(),
+            password: "token-1".into(),
+        };
+        let hashed = c.fingerprint();
+        let a = c.clone().identified("ra:ecr/uid-1");
+        let b = Credentials::Basic {
+            username: "AWS".into(),
+            password: "token-2".into(),
+        }
+        .identified("ra:ecr/uid-1");
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_ne!(a.fingerprint(), hashed);
+        assert_eq!(a.basic_header(), c.basic_header());
+        assert!(!format!("{a:?}").contains("token-1"));
     }
 
     #[test]

@@ -1,22 +1,48 @@
 //! Which credentials the webhook uses for a registry (RegistryAccess, DESIGN
 //! §2): the first RegistryAccess (by name) whose pattern matches the registry
 //! decides; with none, the registry is read anonymously.
+//!
+//! A credential never goes to a host outside its pattern (`host-glob[:port]`,
+//! `*` within one label, no port = the default port only), and cloud
+//! credentials go only to their cloud's registries besides (`azure.rs`,
+//! `aws.rs`, `gcp.rs`). Credentials carry the identity of where they came
+//! from (RegistryAccess name and UID, Secret UID and resourceVersion), which
+//! keys every cache instead of the short-lived password.
+//!
+//! Secrets are re-read when they change: from `--registry-config` by polling
+//! the file; in a cluster, the Secrets a RegistryAccess names are watched by
+//! name (never a cluster-wide Secret watch) and pull secrets are read with a
+//! short cache.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::ResourceExt;
+use kube::runtime::{WatchStreamExt, watcher};
 use moka::future::Cache;
 use portcullis_core::pattern::HostGlob;
-use portcullis_core::reference::RegistryHost;
+use portcullis_core::reference::{ImageRef, RegistryHost};
 use portcullis_crds::{RegistryAccess, RegistryAuth, RegistryAuthType};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 
 use super::auth::{Credentials, docker_config_credentials};
+use super::aws::Aws;
+pub use super::aws::{AwsSettings, PodIdentityAgent};
+pub use super::azure::AzureSettings;
+use super::azure::{AcrDomains, Azure};
 use super::client::RegistryClient;
+use super::gcp::Gcp;
+pub use super::gcp::GcpSettings;
+use super::identity::{IdentityError, IdentityHttp};
 use super::lookup::LookupFailure;
 use crate::engine::FailureClass;
+use crate::metrics::Metrics;
 
 /// One compiled RegistryAccess.
 #[derive(Debug, Clone)]
@@ -24,6 +50,16 @@ struct AccessRule {
     name: String,
     patterns: Vec<HostGlob>,
     auth: RegistryAuth,
+    /// `ra:<name>:<uid>:<hash of auth>`: what cached work done with its
+    /// credentials is keyed by.
+    identity: Arc<str>,
+}
+
+fn short_hash(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The RegistryAccess objects in force.
@@ -43,6 +79,15 @@ impl AccessConfig {
             .into_iter()
             .filter_map(|o| {
                 let name = o.name_any();
+                let auth_hash = short_hash(
+                    serde_json::to_string(&o.spec.auth)
+                        .unwrap_or_default()
+                        .as_bytes(),
+                );
+                let identity = Arc::from(format!(
+                    "ra:{name}:{}:{auth_hash}",
+                    o.metadata.uid.as_deref().unwrap_or("-")
+                ));
                 let patterns = o
                     .spec
                     .registries
@@ -54,6 +99,7 @@ impl AccessConfig {
                         name,
                         patterns,
                         auth: o.spec.auth,
+                        identity,
                     }),
                     Err(e) => {
                         errors.push(format!("RegistryAccess {name}: registries: {e}"));
@@ -92,17 +138,42 @@ impl AccessConfig {
     }
 }
 
+type Objects<T> = Arc<HashMap<(String, String), T>>;
+
+/// Secrets and ServiceAccounts read from `--registry-config`.
+pub struct FileObjectsState {
+    secrets: Objects<Secret>,
+    service_accounts: Objects<ServiceAccount>,
+}
+
+/// A Secret named by a RegistryAccess, watched by name: `None` until the
+/// watch has listed it, then whether it exists.
+type WatchedSecret = watch::Receiver<Option<Option<Arc<Secret>>>>;
+
+/// Secrets watched by name at most; further ones are read with the short
+/// cache (RegistryAccesses are written by admins, so this is generous).
+const MAX_WATCHED_SECRETS: usize = 256;
+
+/// How long a read waits for a new watch to list its Secret before reading
+/// it directly (a watch that cannot list, e.g. without RBAC `list`/`watch`
+/// on that Secret, never does).
+const WATCH_SYNC_WAIT: Duration = Duration::from_secs(2);
+
 /// Where Secrets and ServiceAccounts come from.
 #[derive(Clone)]
 pub enum SecretStore {
-    /// Objects loaded from `--registry-config` (outside a cluster).
+    /// Objects loaded once (tests; `policies.rs` builds it from files).
     Static {
         /// Secrets by (namespace, name).
         secrets: Arc<HashMap<(String, String), Secret>>,
         /// ServiceAccounts by (namespace, name).
         service_accounts: Arc<HashMap<(String, String), ServiceAccount>>,
     },
-    /// The Kubernetes API, with a short cache.
+    /// Objects from `--registry-config`, reloaded when the file changes
+    /// (see [`SecretStore::files`]).
+    Files(Arc<ArcSwap<FileObjectsState>>),
+    /// The Kubernetes API: Secrets named by RegistryAccesses are watched by
+    /// name; pull secrets and ServiceAccounts are read with a short cache.
     Kube {
         /// API client.
         client: Box<kube::Client>,
@@ -110,11 +181,13 @@ pub enum SecretStore {
         secrets: Cache<(String, String), Option<Arc<Secret>>>,
         /// ServiceAccounts' imagePullSecrets names.
         service_accounts: Cache<(String, String), Arc<Vec<String>>>,
+        /// Watches of Secrets named by RegistryAccesses.
+        watched: Arc<Mutex<HashMap<(String, String), WatchedSecret>>>,
     },
 }
 
 impl SecretStore {
-    /// A store over the API, caching for `ttl`.
+    /// A store over the API, caching pull secrets and ServiceAccounts for `ttl`.
     pub fn kube(client: kube::Client, ttl: Duration) -> Self {
         SecretStore::Kube {
             client: Box::new(client),
@@ -126,15 +199,72 @@ impl SecretStore {
                 .max_capacity(10_000)
                 .time_to_live(ttl)
                 .build(),
+            watched: Arc::default(),
+        }
+    }
+
+    /// The Secrets and ServiceAccounts of `path` (`--registry-config`),
+    /// read again whenever its content changes (checked `every`). A change
+    /// that does not load is logged and the objects in force are kept.
+    pub fn files(path: PathBuf, every: Duration) -> Result<Self, String> {
+        let load = |path: &std::path::Path| -> Result<FileObjectsState, String> {
+            let objects = crate::policies::FileObjects::load(path).map_err(|e| e.to_string())?;
+            match objects.secret_store() {
+                SecretStore::Static {
+                    secrets,
+                    service_accounts,
+                } => Ok(FileObjectsState {
+                    secrets,
+                    service_accounts,
+                }),
+                _ => Err("unexpected store".into()),
+            }
+        };
+        let state = Arc::new(ArcSwap::from_pointee(load(&path)?));
+        let current = state.clone();
+        let mut seen = content_hash(&path);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let now = content_hash(&path);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                match load(&path) {
+                    Ok(s) => {
+                        tracing::info!(path = %path.display(), secrets = s.secrets.len(), "registry Secrets reloaded");
+                        current.store(Arc::new(s));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "registry config changed but does not load; keeping the Secrets in force");
+                    }
+                }
+            }
+        });
+        Ok(SecretStore::Files(state))
+    }
+
+    fn file_objects(&self) -> Option<(Objects<Secret>, Objects<ServiceAccount>)> {
+        match self {
+            SecretStore::Static {
+                secrets,
+                service_accounts,
+            } => Some((secrets.clone(), service_accounts.clone())),
+            SecretStore::Files(state) => {
+                let s = state.load();
+                Some((s.secrets.clone(), s.service_accounts.clone()))
+            }
+            SecretStore::Kube { .. } => None,
         }
     }
 
     /// The text of one key of a Secret loaded from files (`None` for the
     /// API store, which is read asynchronously elsewhere).
     pub fn value(&self, namespace: &str, name: &str, key: &str) -> Option<String> {
-        let SecretStore::Static { secrets, .. } = self else {
-            return None;
-        };
+        let (secrets, _) = self.file_objects()?;
         secret_value(secrets.get(&(namespace.to_owned(), name.to_owned()))?, key)
     }
 
@@ -146,10 +276,10 @@ impl SecretStore {
         }
     }
 
+    /// A Secret a pod names (pull secrets): read with the short cache.
     async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Arc<Secret>>, String> {
         let key = (namespace.to_owned(), name.to_owned());
         match self {
-            SecretStore::Static { secrets, .. } => Ok(secrets.get(&key).cloned().map(Arc::new)),
             SecretStore::Kube {
                 client, secrets, ..
             } => {
@@ -161,7 +291,46 @@ impl SecretStore {
                     .await
                     .map_err(|e| format!("reading Secret {namespace}/{name}: {e}"))
             }
+            _ => Ok(self
+                .file_objects()
+                .and_then(|(secrets, _)| secrets.get(&key).cloned().map(Arc::new))),
         }
+    }
+
+    /// A Secret a RegistryAccess names: in a cluster, watched by name (a
+    /// field selector on `metadata.name` in its namespace), so a change is
+    /// used at once.
+    async fn referenced_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Arc<Secret>>, String> {
+        let SecretStore::Kube {
+            client, watched, ..
+        } = self
+        else {
+            return self.secret(namespace, name).await;
+        };
+        let key = (namespace.to_owned(), name.to_owned());
+        let rx = {
+            let mut map = watched.lock().map_err(|_| "Secret watches poisoned")?;
+            match map.get(&key) {
+                Some(rx) => Some(rx.clone()),
+                None if map.len() < MAX_WATCHED_SECRETS => {
+                    let rx = watch_secret((**client).clone(), namespace, name);
+                    map.insert(key, rx.clone());
+                    Some(rx)
+                }
+                None => None,
+            }
+        };
+        if let Some(mut rx) = rx
+            && let Ok(Ok(seen)) =
+                tokio::time::timeout(WATCH_SYNC_WAIT, rx.wait_for(Option::is_some)).await
+        {
+            return Ok(seen.clone().flatten());
+        }
+        self.secret(namespace, name).await
     }
 
     async fn service_account_pull_secrets(
@@ -176,9 +345,6 @@ impl SecretStore {
         }
         let key = (namespace.to_owned(), name.to_owned());
         match self {
-            SecretStore::Static {
-                service_accounts, ..
-            } => Ok(Arc::new(names(service_accounts.get(&key)))),
             SecretStore::Kube {
                 client,
                 service_accounts,
@@ -195,8 +361,64 @@ impl SecretStore {
                     .await
                     .map_err(|e| format!("reading ServiceAccount {namespace}/{name}: {e}"))
             }
+            _ => Ok(Arc::new(names(
+                self.file_objects()
+                    .as_ref()
+                    .and_then(|(_, sas)| sas.get(&key)),
+            ))),
         }
     }
+}
+
+/// Watches one Secret by name; the receiver sees it once listed and every
+/// change after. The watch lives as long as the webhook.
+fn watch_secret(client: kube::Client, namespace: &str, name: &str) -> WatchedSecret {
+    let (tx, rx) = watch::channel(None);
+    let api: kube::Api<Secret> = kube::Api::namespaced(client, namespace);
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let what = format!("{namespace}/{name}");
+    tokio::spawn(async move {
+        let mut events = watcher(api, config).default_backoff().boxed();
+        let mut listed: Option<Arc<Secret>> = None;
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(watcher::Event::Init) => listed = None,
+                Ok(watcher::Event::InitApply(s)) => listed = Some(Arc::new(s)),
+                Ok(watcher::Event::InitDone) => {
+                    tx.send_replace(Some(listed.take()));
+                }
+                Ok(watcher::Event::Apply(s)) => {
+                    tracing::info!(secret = %what, "registry Secret changed");
+                    tx.send_replace(Some(Some(Arc::new(s))));
+                }
+                Ok(watcher::Event::Delete(_)) => {
+                    tx.send_replace(Some(None));
+                }
+                Err(e) => tracing::warn!(secret = %what, error = %e, "watching a registry Secret"),
+            }
+        }
+    });
+    rx
+}
+
+/// What identifies the content at `path` (a file, or a directory's files).
+fn content_hash(path: &std::path::Path) -> Option<Vec<u8>> {
+    let mut files: Vec<PathBuf> = if path.is_dir() {
+        std::fs::read_dir(path)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect()
+    } else {
+        vec![path.to_path_buf()]
+    };
+    files.sort();
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(f.as_os_str().as_encoded_bytes());
+        h.update(std::fs::read(&f).ok()?);
+    }
+    Some(h.finalize().to_vec())
 }
 
 /// The admitted pod's identity, for `PullSecrets`.
@@ -210,48 +432,110 @@ pub struct PodIdentity<'a> {
     pub service_account: &'a str,
 }
 
-/// Azure workload identity settings (endpoints configurable for tests and
-/// sovereign clouds).
-#[derive(Debug, Clone)]
-pub struct AzureSettings {
-    /// Entra authority, e.g. `https://login.microsoftonline.com/`.
-    pub authority_host: String,
-    /// The projected ServiceAccount token file.
-    pub token_file: std::path::PathBuf,
+/// Cloud identity settings of the webhook.
+#[derive(Debug, Clone, Default)]
+pub struct CloudSettings {
+    /// Azure workload identity (AKS).
+    pub azure: Option<AzureSettings>,
+    /// ACR domains besides `azurecr.io`, `azurecr.cn` and `azurecr.us`.
+    pub azure_registry_domains: Vec<String>,
+    /// AWS (IRSA, EKS Pod Identity).
+    pub aws: AwsSettings,
+    /// GCP (federation, GKE metadata server).
+    pub gcp: GcpSettings,
+}
+
+struct Clouds {
+    azure: Azure,
+    aws: Aws,
+    gcp: Gcp,
 }
 
 /// Resolves credentials for registries.
 #[derive(Clone)]
 pub struct CredentialResolver {
     store: SecretStore,
-    azure: Option<AzureSettings>,
-    client: RegistryClient,
-    /// ACR refresh tokens by (registry, tenant, client).
-    acr_tokens: Cache<(String, String, String), Arc<str>>,
+    clouds: Result<Arc<Clouds>, IdentityError>,
+    metrics: Arc<Metrics>,
 }
 
 impl CredentialResolver {
-    /// A resolver reading Secrets from `store`.
+    /// A resolver reading Secrets from `store`, with Azure workload identity
+    /// if `azure` is given and the other clouds as the environment has them
+    /// not (see [`with_clouds`](Self::with_clouds)).
     pub fn new(store: SecretStore, azure: Option<AzureSettings>, client: RegistryClient) -> Self {
+        let metrics = client.metrics().clone();
+        let clouds = Self::clouds(
+            CloudSettings {
+                azure,
+                ..CloudSettings::default()
+            },
+            client,
+        );
         CredentialResolver {
             store,
-            azure,
-            client,
-            acr_tokens: Cache::builder()
-                .max_capacity(1_000)
-                .time_to_live(Duration::from_secs(45 * 60))
-                .build(),
+            clouds,
+            metrics,
         }
     }
 
-    /// Credentials for `registry` when admitting `pod`.
+    /// A resolver with every cloud identity. The identity client (see
+    /// `identity.rs`) gets the guard exceptions for the EKS Pod Identity
+    /// agent (when configured) and the GCE metadata server; image lookups
+    /// never do.
+    pub fn with_clouds(
+        store: SecretStore,
+        settings: CloudSettings,
+        client: RegistryClient,
+    ) -> Result<Self, IdentityError> {
+        let metrics = client.metrics().clone();
+        let clouds = Self::clouds(settings, client)?;
+        Ok(CredentialResolver {
+            store,
+            clouds: Ok(clouds),
+            metrics,
+        })
+    }
+
+    fn clouds(
+        settings: CloudSettings,
+        client: RegistryClient,
+    ) -> Result<Arc<Clouds>, IdentityError> {
+        let mut exceptions = vec![
+            settings
+                .gcp
+                .metadata_exception()
+                .map_err(IdentityError::Settings)?,
+        ];
+        exceptions.extend(
+            settings
+                .aws
+                .pod_identity
+                .as_ref()
+                .and_then(PodIdentityAgent::exception),
+        );
+        let http = IdentityHttp::new(&client, exceptions)?;
+        let domains =
+            AcrDomains::new(&settings.azure_registry_domains).map_err(IdentityError::Settings)?;
+        Ok(Arc::new(Clouds {
+            azure: Azure::new(settings.azure, domains, http.clone(), client),
+            aws: Aws::new(settings.aws, http.clone()),
+            gcp: Gcp::new(settings.gcp, http),
+        }))
+    }
+
+    /// Credentials for `image` when admitting `pod`: those of the first
+    /// RegistryAccess whose pattern matches its registry, if they apply to
+    /// its registry and repository.
     pub async fn credentials(
         &self,
         config: &AccessConfig,
-        host: &RegistryHost,
+        image: &ImageRef,
         pod: PodIdentity<'_>,
     ) -> Result<Credentials, LookupFailure> {
+        let host = image.registry_host();
         let registry = host.as_str();
+        let repository = image.repository();
         let Some(rule) = config.rule_for(host) else {
             return Ok(Credentials::Anonymous);
         };
@@ -259,6 +543,11 @@ impl CredentialResolver {
             class: FailureClass::RegistryAuth,
             detail: format!("RegistryAccess {}: {detail}", rule.name),
         };
+        let cloud_fail = |e: IdentityError| LookupFailure {
+            class: e.class(),
+            detail: format!("RegistryAccess {}: {e}", rule.name),
+        };
+        let clouds = || self.clouds.as_ref().map_err(|e| cloud_fail(e.clone()));
         match rule.auth.auth_type {
             RegistryAuthType::Anonymous => Ok(Credentials::Anonymous),
             RegistryAuthType::BasicSecret => {
@@ -267,16 +556,17 @@ impl CredentialResolver {
                 };
                 let secret = self
                     .store
-                    .secret(&r.namespace, &r.name)
+                    .referenced_secret(&r.namespace, &r.name)
                     .await
                     .map_err(fail)?
                     .ok_or_else(|| fail(format!("Secret {}/{} not found", r.namespace, r.name)))?;
-                secret_credentials(&secret, registry).ok_or_else(|| {
+                let creds = secret_credentials(&secret, registry, repository).ok_or_else(|| {
                     fail(format!(
-                        "Secret {}/{} holds no credentials for {registry}",
+                        "Secret {}/{} holds no credentials for {registry}/{repository}",
                         r.namespace, r.name
                     ))
-                })
+                })?;
+                Ok(creds.identified(format!("{}|secret:{}", rule.identity, version(&secret))))
             }
             RegistryAuthType::PullSecrets => {
                 let from_sa = self
@@ -287,9 +577,14 @@ impl CredentialResolver {
                 for name in pod.pull_secrets.iter().chain(from_sa.iter()) {
                     if let Some(secret) =
                         self.store.secret(pod.namespace, name).await.map_err(fail)?
-                        && let Some(c) = secret_credentials(&secret, registry)
+                        && let Some(c) = secret_credentials(&secret, registry, repository)
                     {
-                        return Ok(c);
+                        return Ok(c.identified(format!(
+                            "{}|pull:{}/{name}:{}",
+                            rule.identity,
+                            pod.namespace,
+                            version(&secret)
+                        )));
                     }
                 }
                 // As the kubelet does: no matching pull secret means anonymous.
@@ -299,133 +594,67 @@ impl CredentialResolver {
                 let Some(wi) = &rule.auth.azure_workload_identity else {
                     return Err(fail("azureWorkloadIdentity is required".into()));
                 };
-                let token = self
-                    .acr_refresh_token(registry, &wi.tenant_id, &wi.client_id)
+                clouds()?
+                    .azure
+                    .acr_credentials(
+                        &wi.tenant_id,
+                        &wi.client_id,
+                        host,
+                        &rule.name,
+                        &self.metrics,
+                    )
                     .await
-                    .map_err(|e| fail(format!("Azure workload identity: {e}")))?;
-                Ok(Credentials::Basic {
-                    // ACR's documented user name for refresh tokens.
-                    username: "00000000-0000-0000-0000-000000000000".into(),
-                    password: token.to_string(),
-                })
+                    .map(|c| c.identified(rule.identity.clone()))
+                    .map_err(cloud_fail)
             }
-            RegistryAuthType::AwsWebIdentity | RegistryAuthType::GcpWorkloadIdentity => Err(fail(
-                "this identity type is set up by the operator but not yet used by the webhook"
-                    .into(),
-            )),
-        }
-    }
-
-    /// Projected token → Entra access token (client assertion) → ACR refresh
-    /// token (`/oauth2/exchange`). The registry's token endpoint then turns
-    /// the refresh token into access tokens through the usual challenge.
-    async fn acr_refresh_token(
-        &self,
-        registry: &str,
-        tenant: &str,
-        client_id: &str,
-    ) -> Result<Arc<str>, String> {
-        let Some(azure) = self.azure.clone() else {
-            return Err("not configured (--azure-federated-token-file)".into());
-        };
-        let key = (registry.to_owned(), tenant.to_owned(), client_id.to_owned());
-        let this = self.clone();
-        let (registry, tenant, client_id) = key.clone();
-        self.acr_tokens
-            .try_get_with(key, async move {
-                let assertion = tokio::fs::read_to_string(&azure.token_file)
-                    .await
-                    .map_err(|e| format!("reading {}: {e}", azure.token_file.display()))?;
-                let authority = azure.authority_host.trim_end_matches('/');
-                let url = format!("{authority}/{tenant}/oauth2/v2.0/token");
-                let entra: serde_json::Value = this
-                    .post_form(
-                        &url,
-                        &[
-                            ("client_id", client_id.as_str()),
-                            ("scope", "https://containerregistry.azure.net/.default"),
-                            ("grant_type", "client_credentials"),
-                            (
-                                "client_assertion_type",
-                                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                            ),
-                            ("client_assertion", assertion.trim()),
-                        ],
-                    )
-                    .await?;
-                let access = entra
-                    .get("access_token")
-                    .and_then(|v| v.as_str())
-                    .ok_or("Entra answered without access_token")?;
-                let scheme = if this.client.settings().insecure.contains(&registry) {
-                    "http"
-                } else {
-                    "https"
+            RegistryAuthType::AwsWebIdentity => {
+                let Some(aws) = &rule.auth.aws_web_identity else {
+                    return Err(fail("awsWebIdentity is required".into()));
                 };
-                this.client
-                    .settings()
-                    .guard
-                    .check_text(&registry)
-                    .map_err(|e| e.to_string())?;
-                let exchange: serde_json::Value = this
-                    .post_form(
-                        &format!("{scheme}://{registry}/oauth2/exchange"),
-                        &[
-                            ("grant_type", "access_token"),
-                            ("service", registry.as_str()),
-                            ("tenant", tenant.as_str()),
-                            ("access_token", access),
-                        ],
+                clouds()?
+                    .aws
+                    .ecr_credentials(&aws.role_arn, host, &rule.name, &self.metrics)
+                    .await
+                    .map(|c| c.identified(rule.identity.clone()))
+                    .map_err(cloud_fail)
+            }
+            RegistryAuthType::GcpWorkloadIdentity => {
+                let Some(gcp) = &rule.auth.gcp_workload_identity else {
+                    return Err(fail("gcpWorkloadIdentity is required".into()));
+                };
+                clouds()?
+                    .gcp
+                    .registry_credentials(
+                        &gcp.service_account,
+                        gcp.workload_identity_provider.as_deref(),
+                        host,
+                        &rule.name,
+                        &self.metrics,
                     )
-                    .await?;
-                exchange
-                    .get("refresh_token")
-                    .and_then(|v| v.as_str())
-                    .map(Arc::from)
-                    .ok_or_else(|| "ACR exchange answered without refresh_token".to_owned())
-            })
-            .await
-            .map_err(|e| (*e).clone())
-    }
-
-    async fn post_form(
-        &self,
-        url: &str,
-        form: &[(&str, &str)],
-    ) -> Result<serde_json::Value, String> {
-        let body = form
-            .iter()
-            .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
-        let resp = self
-            .client
-            .http()
-            .post(url)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| format!("{url}: {e}"))?;
-        if !status.is_success() {
-            return Err(format!("{url} answered {status}"));
+                    .await
+                    .map(|c| c.identified(rule.identity.clone()))
+                    .map_err(cloud_fail)
+            }
         }
-        serde_json::from_slice(&bytes).map_err(|e| format!("{url}: invalid JSON: {e}"))
     }
 }
 
-fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
+/// A Secret's version: UID and resourceVersion from the API; a hash of its
+/// content for one read from a file.
+fn version(secret: &Secret) -> String {
+    match (&secret.metadata.uid, &secret.metadata.resource_version) {
+        (Some(uid), Some(rv)) => format!("{uid}@{rv}"),
+        _ => {
+            let mut material = Vec::new();
+            for (k, v) in secret.data.iter().flatten() {
+                material.extend([k.as_bytes(), b"\0", &v.0, b"\0"].concat());
+            }
+            for (k, v) in secret.string_data.iter().flatten() {
+                material.extend([k.as_bytes(), b"\x01", v.as_bytes(), b"\x01"].concat());
+            }
+            format!("content-{}", short_hash(&material))
         }
     }
-    out
 }
 
 /// The text of `key` in a Secret (`data`, else `stringData`).
@@ -440,8 +669,9 @@ pub fn secret_value(secret: &Secret, key: &str) -> Option<String> {
         .cloned()
 }
 
-/// Credentials for `registry` in a basic-auth or dockerconfigjson Secret.
-fn secret_credentials(secret: &Secret, registry: &str) -> Option<Credentials> {
+/// Credentials for `repository` in `registry` in a basic-auth or
+/// dockerconfigjson Secret (whose keys may be scoped to a path).
+fn secret_credentials(secret: &Secret, registry: &str, repository: &str) -> Option<Credentials> {
     let data = |key: &str| -> Option<Vec<u8>> {
         if let Some(v) = secret.data.as_ref().and_then(|d| d.get(key)) {
             return Some(v.0.clone());
@@ -453,14 +683,210 @@ fn secret_credentials(secret: &Secret, registry: &str) -> Option<Credentials> {
             .map(|s| s.as_bytes().to_vec())
     };
     if let Some(json) = data(".dockerconfigjson") {
-        return docker_config_credentials(&json, registry);
+        return docker_config_credentials(&json, registry, repository);
     }
     if let Some(json) = data(".dockercfg") {
         // Legacy format: the `auths` map without the wrapper.
         let wrapped = [b"{\"auths\":".as_slice(), &json, b"}"].concat();
-        return docker_config_credentials(&wrapped, registry);
+        return docker_config_credentials(&wrapped, registry, repository);
     }
     let username = String::from_utf8(data("username")?).ok()?;
     let password = String::from_utf8(data("password")?).ok()?;
     Some(Credentials::Basic { username, password })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::ClientSettings;
+
+    fn access(
+        name: &str,
+        uid: Option<&str>,
+        registries: &[&str],
+        auth: serde_json::Value,
+    ) -> RegistryAccess {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "portcullis.dev/v1alpha1", "kind": "RegistryAccess",
+            "metadata": {"name": name, "uid": uid},
+            "spec": {"registries": registries, "auth": auth},
+        }))
+        .unwrap()
+    }
+
+    fn host(s: &str) -> RegistryHost {
+        RegistryHost::parse(s).unwrap()
+    }
+
+    #[test]
+    fn patterns_cannot_reach_another_domain() {
+        let basic = serde_json::json!({"type": "BasicSecret", "secretRef": {"namespace": "p", "name": "s"}});
+        let (config, errors) = AccessConfig::compile([
+            access("a-wildcard", None, &["*.example.com"], basic.clone()),
+            access("b-suffix", None, &["registry.example.com*"], basic.clone()),
+            access("c-port", None, &["ports.example.org"], basic),
+        ]);
+        assert!(errors.is_empty(), "{errors:?}");
+        let rule = |h: &str| config.rule_for(&host(h)).map(|r| r.name.as_str());
+        assert_eq!(rule("team.example.com"), Some("a-wildcard"));
+        assert_eq!(rule("evil-example.com"), None);
+        assert_eq!(rule("example.com.evil.net"), None);
+        assert_eq!(rule("example.com"), None);
+        assert_eq!(rule("a.team.example.com"), None);
+        assert_eq!(rule("registry.example.com.evil.net"), None);
+        assert_eq!(rule("registry.example.community"), Some("b-suffix"));
+        // Without a port, the default port only.
+        assert_eq!(rule("team.example.com:5000"), None);
+        assert_eq!(rule("ports.example.org:443"), Some("c-port"));
+        assert_eq!(rule("ports.example.org:8443"), None);
+    }
+
+    fn resolver(store: SecretStore) -> CredentialResolver {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client =
+            RegistryClient::new(ClientSettings::default(), Arc::new(Metrics::new().unwrap()))
+                .unwrap();
+        CredentialResolver::new(store, None, client)
+    }
+
+    fn secret(uid: &str, rv: &str, password: &str) -> Secret {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"namespace": "p", "name": "s", "uid": uid, "resourceVersion": rv},
+            "stringData": {"username": "u", "password": password},
+        }))
+        .unwrap()
+    }
+
+    fn store(s: Secret) -> SecretStore {
+        SecretStore::Static {
+            secrets: Arc::new(HashMap::from([(("p".into(), "s".into()), s)])),
+            service_accounts: Arc::default(),
+        }
+    }
+
+    const POD: PodIdentity<'static> = PodIdentity {
+        namespace: "shop",
+        pull_secrets: &[],
+        service_account: "default",
+    };
+
+    #[tokio::test]
+    async fn caches_are_keyed_by_the_registry_access_and_secret_version() {
+        let (config, _) = AccessConfig::compile([access(
+            "team",
+            Some("uid-ra"),
+            &["registry.example.com"],
+            serde_json::json!({"type": "BasicSecret", "secretRef": {"namespace": "p", "name": "s"}}),
+        )]);
+        let image = ImageRef::parse("registry.example.com/team/app:1").unwrap();
+        let key = |s: Secret| {
+            let config = config.clone();
+            let image = image.clone();
+            async move {
+                resolver(store(s))
+                    .credentials(&config, &image, POD)
+                    .await
+                    .unwrap()
+                    .fingerprint()
+            }
+        };
+        let first = key(secret("uid-1", "10", "one")).await;
+        assert!(first.starts_with("ra:team:uid-ra:"), "{first}");
+        assert!(first.ends_with("|secret:uid-1@10"), "{first}");
+        assert!(!first.contains("one"));
+        // A new version of the Secret is new credentials; the same version
+        // is the same, whatever else happens.
+        assert_ne!(first, key(secret("uid-1", "11", "two")).await);
+        assert_eq!(first, key(secret("uid-1", "10", "one")).await);
+        // A registry the pattern does not match gets nothing.
+        let other = ImageRef::parse("registry.example.com.evil.net/team/app:1").unwrap();
+        assert_eq!(
+            resolver(store(secret("uid-1", "10", "one")))
+                .credentials(&config, &other, POD)
+                .await,
+            Ok(Credentials::Anonymous)
+        );
+    }
+
+    #[tokio::test]
+    async fn cloud_identities_refuse_hosts_of_another_cloud() {
+        let (config, _) = AccessConfig::compile([access(
+            "aws",
+            None,
+            &["*"],
+            serde_json::json!({"type": "AwsWebIdentity", "awsWebIdentity": {"roleArn": "arn:aws:iam::111111111111:role/r"}}),
+        )]);
+        let r = resolver(SecretStore::empty());
+        for image in [
+            "team.azurecr.io/app:1",
+            "us-docker.pkg.dev/p/r/app:1",
+            "registry.example.com/app:1",
+        ] {
+            let image = ImageRef::parse(image).unwrap();
+            let err = r.credentials(&config, &image, POD).await.unwrap_err();
+            assert_eq!(err.class, FailureClass::RegistryAuth, "{err:?}");
+            assert!(
+                err.detail
+                    .contains("is not a registry AWS credentials are sent to"),
+                "{err:?}"
+            );
+        }
+        let (config, _) = AccessConfig::compile([access(
+            "acr",
+            None,
+            &["*"],
+            serde_json::json!({"type": "AzureWorkloadIdentity", "azureWorkloadIdentity": {"tenantId": "t", "clientId": "c"}}),
+        )]);
+        let image = ImageRef::parse("111111111111.dkr.ecr.us-east-1.amazonaws.com/app:1").unwrap();
+        let err = r.credentials(&config, &image, POD).await.unwrap_err();
+        assert!(
+            err.detail
+                .contains("is not a registry Azure credentials are sent to"),
+            "{err:?}"
+        );
+        let (config, _) = AccessConfig::compile([access(
+            "gar",
+            None,
+            &["*"],
+            serde_json::json!({"type": "GcpWorkloadIdentity", "gcpWorkloadIdentity": {"serviceAccount": "sa@p.iam.gserviceaccount.com"}}),
+        )]);
+        let image = ImageRef::parse("team.azurecr.io/app:1").unwrap();
+        let err = r.credentials(&config, &image, POD).await.unwrap_err();
+        assert!(
+            err.detail
+                .contains("is not a registry Google credentials are sent to"),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn registry_config_secrets_are_read_again_when_the_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.yaml");
+        let write = |password: &str| {
+            std::fs::write(
+                &path,
+                format!("apiVersion: v1\nkind: Secret\nmetadata: {{namespace: p, name: s}}\nstringData: {{username: u, password: {password}}}\n"),
+            )
+            .unwrap();
+        };
+        write("one");
+        let store = SecretStore::files(path.clone(), Duration::from_millis(50)).unwrap();
+        let password = |store: &SecretStore| store.value("p", "s", "password");
+        assert_eq!(password(&store).as_deref(), Some("one"));
+        write("two");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while password(&store).as_deref() != Some("two") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the change was not read"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // A change that does not load keeps what is in force.
+        std::fs::write(&path, "kind: [broken").unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(password(&store).as_deref(), Some("two"));
+    }
 }

@@ -123,6 +123,9 @@ pub struct RegistryClient {
     /// Requests in flight per registry.
     per_registry: Cache<String, Arc<Semaphore>>,
     metrics: Arc<Metrics>,
+    /// Name resolution (with `--resolve` overrides), shared with the
+    /// identity client.
+    dns: DnsResolver,
 }
 
 impl std::fmt::Debug for RegistryClient {
@@ -145,7 +148,10 @@ impl RegistryClient {
             .timeout(settings.request_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(settings.max_in_flight_per_registry)
-            .dns_resolver(GuardedResolver { guard, dns })
+            .dns_resolver(GuardedResolver {
+                guard,
+                dns: dns.clone(),
+            })
             // Blob redirects (to object storage) are followed, but never into a
             // refused address; reqwest drops Authorization on a host change.
             .redirect(reqwest::redirect::Policy::custom(move |attempt| {
@@ -186,6 +192,7 @@ impl RegistryClient {
                 .time_to_idle(Duration::from_secs(600))
                 .build(),
             metrics,
+            dns,
         })
     }
 
@@ -194,9 +201,21 @@ impl RegistryClient {
         &self.settings
     }
 
-    /// The guarded HTTP client, for token exchanges with identity providers.
+    /// The guarded HTTP client, for requests to registries outside the
+    /// distribution API (the ACR token exchange). Identity providers are
+    /// reached through `identity::IdentityHttp`.
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// Name resolution, with the `--resolve` overrides.
+    pub fn dns(&self) -> &DnsResolver {
+        &self.dns
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Fetches a manifest by tag or digest and verifies it (against the digest

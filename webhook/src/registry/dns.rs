@@ -6,8 +6,13 @@
 //! minute. hickory-resolver speaks DNS itself on the async runtime, so a
 //! lookup is a future that a timeout or shutdown simply drops; a semaphore
 //! bounds how many run at once.
+//!
+//! `--resolve HOST=ADDR` overrides answer here, before any DNS traffic, so
+//! the destination guard judges the overriding address like any other.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +32,52 @@ pub struct DnsSettings {
     pub timeout: Duration,
     /// Lookups in flight at once.
     pub max_in_flight: usize,
+    /// Names answered without DNS (`--resolve`).
+    pub overrides: Vec<ResolveOverride>,
+}
+
+/// `HOST=ADDR`: a name resolved to a fixed address, like curl's `--resolve`,
+/// for tests and air-gapped installations. `ADDR` is `IP` or `IP:PORT`
+/// (`[IPv6]:PORT`); a port replaces the scheme's default port for URLs that
+/// name none (a URL's own port is always kept: the resolver sees names,
+/// not ports). The destination guard judges `ADDR`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolveOverride {
+    /// The name, lower case, without a trailing dot.
+    pub host: String,
+    /// The address (port 0: the URL's port).
+    pub addr: SocketAddr,
+}
+
+impl FromStr for ResolveOverride {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (host, addr) = s
+            .trim()
+            .split_once('=')
+            .ok_or_else(|| format!("{s:?}: expected HOST=IP or HOST=IP:PORT"))?;
+        let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+        let valid_name = !host.is_empty()
+            && host.split('.').all(|l| {
+                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !valid_name {
+            return Err(format!("{s:?}: {host:?} is not a DNS name"));
+        }
+        let addr = addr.trim();
+        let addr = match addr.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => SocketAddr::new(
+                addr.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<IpAddr>()
+                    .map_err(|_| format!("{s:?}: {addr:?} is not IP or IP:PORT"))?,
+                0,
+            ),
+        };
+        Ok(ResolveOverride { host, addr })
+    }
 }
 
 impl Default for DnsSettings {
@@ -35,6 +86,7 @@ impl Default for DnsSettings {
             servers: Vec::new(),
             timeout: Duration::from_secs(2),
             max_in_flight: 64,
+            overrides: Vec::new(),
         }
     }
 }
@@ -66,6 +118,7 @@ pub struct DnsResolver {
     inner: Arc<TokioResolver>,
     slots: Arc<Semaphore>,
     timeout: Duration,
+    overrides: Arc<HashMap<String, SocketAddr>>,
 }
 
 impl std::fmt::Debug for DnsResolver {
@@ -120,7 +173,29 @@ impl DnsResolver {
             inner: Arc::new(resolver),
             slots: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
             timeout: settings.timeout,
+            overrides: Arc::new(
+                settings
+                    .overrides
+                    .iter()
+                    .map(|o| (o.host.clone(), o.addr))
+                    .collect(),
+            ),
         })
+    }
+
+    /// The socket addresses of `name`: an override (its port, 0 = the URL's),
+    /// else the DNS answer with port 0.
+    pub async fn resolve(&self, name: &str) -> Result<Vec<SocketAddr>, DnsError> {
+        let key = name.trim_end_matches('.').to_ascii_lowercase();
+        if let Some(addr) = self.overrides.get(&key) {
+            return Ok(vec![*addr]);
+        }
+        Ok(self
+            .lookup(name)
+            .await?
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, 0))
+            .collect())
     }
 
     /// The addresses of `name`, within the timeout.
@@ -146,5 +221,53 @@ impl DnsResolver {
         tokio::time::timeout(self.timeout, work)
             .await
             .map_err(|_| timeout())?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_parse_like_curl_resolve() {
+        let o: ResolveOverride = "Team.AzureCR.io.=127.0.0.1:8443".parse().unwrap();
+        assert_eq!(o.host, "team.azurecr.io");
+        assert_eq!(o.addr, "127.0.0.1:8443".parse().unwrap());
+        let o: ResolveOverride = "registry.example.com=::1".parse().unwrap();
+        assert_eq!(o.addr.port(), 0);
+        let o: ResolveOverride = "registry.example.com=[::1]:5000".parse().unwrap();
+        assert_eq!(o.addr, "[::1]:5000".parse().unwrap());
+        for bad in [
+            "no-equals",
+            "=127.0.0.1",
+            "a b=127.0.0.1",
+            "x.io=host",
+            "x..io=1.2.3.4",
+        ] {
+            assert!(bad.parse::<ResolveOverride>().is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_override_answers_without_dns() {
+        let dns = DnsResolver::new(&DnsSettings {
+            // A name server that is not there: only the override can answer.
+            servers: vec!["127.0.0.1:9".parse().unwrap()],
+            timeout: Duration::from_millis(200),
+            overrides: vec![
+                "api.ecr.us-east-1.amazonaws.com=127.0.0.1:4443"
+                    .parse()
+                    .unwrap(),
+            ],
+            ..DnsSettings::default()
+        })
+        .unwrap();
+        assert_eq!(
+            dns.resolve("API.ecr.us-east-1.amazonaws.com.")
+                .await
+                .unwrap(),
+            vec!["127.0.0.1:4443".parse::<SocketAddr>().unwrap()]
+        );
+        assert!(dns.resolve("sts.us-east-1.amazonaws.com").await.is_err());
     }
 }

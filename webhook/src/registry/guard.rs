@@ -91,8 +91,15 @@ pub struct DestinationGuard {
 impl DestinationGuard {
     /// A guard with these exceptions.
     pub fn new(allowed: impl IntoIterator<Item = AllowedDestination>) -> Self {
-        let mut guard = DestinationGuard::default();
-        for a in allowed {
+        DestinationGuard::default().with_exceptions(allowed)
+    }
+
+    /// This guard with more exceptions: for the identity client only (the
+    /// EKS Pod Identity agent, the GCE metadata server), never for image
+    /// lookups.
+    pub fn with_exceptions(&self, extra: impl IntoIterator<Item = AllowedDestination>) -> Self {
+        let mut guard = self.clone();
+        for a in extra {
             match a {
                 AllowedDestination::Network(n) => guard.networks.push(n),
                 AllowedDestination::Host { host, port } => {
@@ -246,13 +253,17 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let dns = self.dns.clone();
         let name = name.as_str().to_owned();
         Box::pin(async move {
-            let addrs = dns.lookup(&name).await?;
-            let (ok, refused): (Vec<IpAddr>, Vec<IpAddr>) = addrs
+            // Overrides (`--resolve`) come back from here too, so they are
+            // judged like any DNS answer.
+            let addrs = dns.resolve(&name).await?;
+            let (ok, refused): (Vec<SocketAddr>, Vec<SocketAddr>) = addrs
                 .into_iter()
-                .partition(|ip| guard.resolved_allowed(&name, *ip));
+                .partition(|a| guard.resolved_allowed(&name, a.ip()));
             if ok.is_empty() && !refused.is_empty() {
-                let mut kinds: Vec<&str> =
-                    refused.iter().filter_map(|ip| refused_kind(*ip)).collect();
+                let mut kinds: Vec<&str> = refused
+                    .iter()
+                    .filter_map(|a| refused_kind(a.ip()))
+                    .collect();
                 kinds.dedup();
                 return Err(Box::new(BlockedResolution {
                     name,
@@ -260,8 +271,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
                 })
                     as Box<dyn std::error::Error + Send + Sync>);
             }
-            let addrs: Vec<SocketAddr> = ok.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect();
-            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+            Ok(Box::new(ok.into_iter()) as reqwest::dns::Addrs)
         })
     }
 }

@@ -4,10 +4,15 @@
 //! - `guard`: which addresses may be contacted.
 //! - `auth`: credentials, challenges, dockerconfigjson.
 //! - `access`: which credentials apply to which registry.
+//! - `identity`, `azure`, `aws`, `gcp`: federated cloud identities.
 //! - `lookup`: image → per-platform findings, with caches and coalescing.
 
 pub mod access;
 pub mod artifacts;
+pub mod aws;
+pub mod azure;
+pub mod gcp;
+pub mod identity;
 pub use portcullis_core::auth;
 pub mod client;
 pub mod dns;
