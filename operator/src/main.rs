@@ -10,9 +10,10 @@ use std::time::Duration;
 use axum::routing::get;
 use clap::{Parser, ValueEnum};
 use futures::StreamExt;
-use kube::Api;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
+use kube::{Api, ResourceExt};
 use portcullis_crds::{RegistryAccess, RuleSource, SecurityArtifactPolicy, TrustedProducer};
 use portcullis_operator::certificates::{CertSettings, reconcile_certificates};
 use portcullis_operator::check_crds;
@@ -274,6 +275,11 @@ async fn run(config: Config) -> Result<(), String> {
     if config.default_rule {
         tokio::spawn(keep_default_rule(client.clone(), leader.clone()));
     }
+    let access_controller = Controller::new(
+        Api::<RegistryAccess>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let all_access = access_controller.store();
     let identity = Arc::new(IdentityContext {
         client: client.clone(),
         webhook: WebhookIdentity {
@@ -283,18 +289,30 @@ async fn run(config: Config) -> Result<(), String> {
         },
         metrics: ctx.metrics.clone(),
         leader: leader.clone(),
+        all: all_access.clone(),
     });
-    let access_controller = Controller::new(
-        Api::<RegistryAccess>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .shutdown_on_signal()
-    .run(identity::reconcile, identity::error_policy, identity)
-    .for_each(|result| async move {
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "registryaccess reconcile");
-        }
-    });
+    let access_controller = access_controller
+        // A change to one RegistryAccess can start or end a conflict with
+        // the others: they are reconciled again too.
+        .watches(
+            Api::<RegistryAccess>::all(client.clone()),
+            watcher::Config::default(),
+            move |changed: RegistryAccess| {
+                all_access
+                    .state()
+                    .iter()
+                    .filter(|o| o.name_any() != changed.name_any())
+                    .map(|o| ObjectRef::from_obj(&**o))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .shutdown_on_signal()
+        .run(identity::reconcile, identity::error_policy, identity)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "registryaccess reconcile");
+            }
+        });
     tokio::spawn(access_controller);
     let policy_status = Arc::new(PolicyStatusContext {
         client: client.clone(),

@@ -51,6 +51,7 @@ async fn a_follower_replica_reads_and_writes_nothing() {
         },
         metrics,
         leader: follower,
+        all: kube::runtime::reflector::store().0,
     });
     identity::reconcile(Arc::new(access), ictx.clone())
         .await
