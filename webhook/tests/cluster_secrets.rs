@@ -156,3 +156,81 @@ async fn a_registry_access_secret_is_watched_by_name_and_its_changes_are_used() 
         "{requests:#?}"
     );
 }
+
+#[tokio::test]
+async fn without_rbac_to_watch_the_secret_is_read_directly_without_waiting() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let (seen_tx, mut seen) = mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        while let Some((req, send)) = handle.next_request().await {
+            let uri = req.uri().to_string();
+            let _ = seen_tx.send(format!("{} {uri}", req.method()));
+            if uri.starts_with("/api/v1/namespaces/portcullis/secrets/team") {
+                send.send_response(respond(&secret("5", "first-password")));
+            } else {
+                let mut r = Response::new(Body::from(
+                    serde_json::to_vec(&json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                        "reason": "Forbidden", "code": 403,
+                        "message": "secrets is forbidden: cannot list resource \"secrets\" in the namespace \"portcullis\""}))
+                    .unwrap(),
+                ));
+                *r.status_mut() = http::StatusCode::FORBIDDEN;
+                send.send_response(r);
+            }
+        }
+    });
+    let client = kube::Client::new(service, "default");
+    let registry =
+        RegistryClient::new(ClientSettings::default(), Arc::new(Metrics::new().unwrap())).unwrap();
+    let resolver = CredentialResolver::new(
+        SecretStore::kube(client, Duration::from_secs(30)),
+        None,
+        registry,
+    );
+    let access: RegistryAccess = serde_json::from_value(json!({
+        "apiVersion": "portcullis.dev/v1alpha1", "kind": "RegistryAccess",
+        "metadata": {"name": "team"},
+        "spec": {"registries": ["registry.example.com"],
+                 "auth": {"type": "BasicSecret", "secretRef": {"namespace": "portcullis", "name": "team"}}},
+    }))
+    .unwrap();
+    let (config, _) = AccessConfig::compile([access]);
+    let image = ImageRef::parse("registry.example.com/team/app:1").unwrap();
+    let pod = PodIdentity {
+        namespace: "shop",
+        pull_secrets: &[],
+        service_account: "default",
+    };
+    for _ in 0..3 {
+        let started = Instant::now();
+        let c = resolver.credentials(&config, &image, pod).await.unwrap();
+        assert!(c.basic_header().is_some());
+        // Not the 2 s a new watch is given to list.
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    drop(resolver);
+    let mut requests = Vec::new();
+    while let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(200), seen.recv()).await {
+        requests.push(r);
+    }
+    // One direct read (then its cache), and only ever that Secret.
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| r.starts_with("GET /api/v1/namespaces/portcullis/secrets/team"))
+            .count(),
+        1,
+        "{requests:#?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.contains("/api/v1/namespaces/portcullis/secrets")),
+        "{requests:#?}"
+    );
+}

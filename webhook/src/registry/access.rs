@@ -146,9 +146,19 @@ pub struct FileObjectsState {
     service_accounts: Objects<ServiceAccount>,
 }
 
-/// A Secret named by a RegistryAccess, watched by name: `None` until the
-/// watch has listed it, then whether it exists.
-type WatchedSecret = watch::Receiver<Option<Option<Arc<Secret>>>>;
+/// What the watch of a Secret named by a RegistryAccess knows.
+#[derive(Clone)]
+pub enum Watched {
+    /// Not listed yet.
+    Pending,
+    /// Listed: the Secret, or `None` when it does not exist.
+    Synced(Option<Arc<Secret>>),
+    /// The watch fails (e.g. no RBAC `list`/`watch` on it): read directly.
+    Unavailable,
+}
+
+/// The latest state of a watched Secret.
+pub type WatchedSecret = watch::Receiver<Watched>;
 
 /// Secrets watched by name at most; further ones are read with the short
 /// cache (RegistryAccesses are written by admins, so this is generous).
@@ -325,10 +335,14 @@ impl SecretStore {
             }
         };
         if let Some(mut rx) = rx
-            && let Ok(Ok(seen)) =
-                tokio::time::timeout(WATCH_SYNC_WAIT, rx.wait_for(Option::is_some)).await
+            && let Ok(Ok(seen)) = tokio::time::timeout(
+                WATCH_SYNC_WAIT,
+                rx.wait_for(|w| !matches!(w, Watched::Pending)),
+            )
+            .await
+            && let Watched::Synced(secret) = &*seen
         {
-            return Ok(seen.clone().flatten());
+            return Ok(secret.clone());
         }
         self.secret(namespace, name).await
     }
@@ -373,7 +387,7 @@ impl SecretStore {
 /// Watches one Secret by name; the receiver sees it once listed and every
 /// change after. The watch lives as long as the webhook.
 fn watch_secret(client: kube::Client, namespace: &str, name: &str) -> WatchedSecret {
-    let (tx, rx) = watch::channel(None);
+    let (tx, rx) = watch::channel(Watched::Pending);
     let api: kube::Api<Secret> = kube::Api::namespaced(client, namespace);
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let what = format!("{namespace}/{name}");
@@ -385,16 +399,28 @@ fn watch_secret(client: kube::Client, namespace: &str, name: &str) -> WatchedSec
                 Ok(watcher::Event::Init) => listed = None,
                 Ok(watcher::Event::InitApply(s)) => listed = Some(Arc::new(s)),
                 Ok(watcher::Event::InitDone) => {
-                    tx.send_replace(Some(listed.take()));
+                    tx.send_replace(Watched::Synced(listed.take()));
                 }
                 Ok(watcher::Event::Apply(s)) => {
                     tracing::info!(secret = %what, "registry Secret changed");
-                    tx.send_replace(Some(Some(Arc::new(s))));
+                    tx.send_replace(Watched::Synced(Some(Arc::new(s))));
                 }
                 Ok(watcher::Event::Delete(_)) => {
-                    tx.send_replace(Some(None));
+                    tx.send_replace(Watched::Synced(None));
                 }
-                Err(e) => tracing::warn!(secret = %what, error = %e, "watching a registry Secret"),
+                Err(e) => {
+                    // Until it lists, readers go to the API directly
+                    // instead of waiting; once listed, the last state
+                    // stands while the watch recovers.
+                    tx.send_if_modified(|w| {
+                        let pending = matches!(w, Watched::Pending);
+                        if pending {
+                            *w = Watched::Unavailable;
+                        }
+                        pending
+                    });
+                    tracing::warn!(secret = %what, error = %e, "watching a registry Secret");
+                }
             }
         }
     });
