@@ -276,13 +276,18 @@ impl Metrics {
     }
 
     /// One federated token exchange for a RegistryAccess (names are written
-    /// by admins, so the label is bounded). The first success sets
-    /// `portcullis_registry_access_usable` to 1 for good; failures before it
-    /// show 0, so "Ready but never usable" can be alerted on.
+    /// by admins, so the label is bounded).
     pub fn identity_exchange(&self, registry_access: &str, ok: bool) {
         self.identity_exchanges
             .with_label_values(&[registry_access, if ok { "success" } else { "error" }])
             .inc();
+    }
+
+    /// Whether a federated RegistryAccess gave credentials: the first
+    /// success sets `portcullis_registry_access_usable` to 1 for good;
+    /// failures before it show 0, so "Ready but never usable" can be
+    /// alerted on.
+    pub fn access_usable(&self, registry_access: &str, ok: bool) {
         let usable = self.access_usable.with_label_values(&[registry_access]);
         if ok {
             usable.set(1);

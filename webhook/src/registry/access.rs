@@ -574,6 +574,11 @@ impl CredentialResolver {
             detail: format!("RegistryAccess {}: {e}", rule.name),
         };
         let clouds = || self.clouds.as_ref().map_err(|e| cloud_fail(e.clone()));
+        let usable = |r: Result<Credentials, IdentityError>| {
+            self.metrics.access_usable(&rule.name, r.is_ok());
+            r.map(|c| c.identified(rule.identity.clone()))
+                .map_err(cloud_fail)
+        };
         match rule.auth.auth_type {
             RegistryAuthType::Anonymous => Ok(Credentials::Anonymous),
             RegistryAuthType::BasicSecret => {
@@ -620,46 +625,46 @@ impl CredentialResolver {
                 let Some(wi) = &rule.auth.azure_workload_identity else {
                     return Err(fail("azureWorkloadIdentity is required".into()));
                 };
-                clouds()?
-                    .azure
-                    .acr_credentials(
-                        &wi.tenant_id,
-                        &wi.client_id,
-                        host,
-                        &rule.name,
-                        &self.metrics,
-                    )
-                    .await
-                    .map(|c| c.identified(rule.identity.clone()))
-                    .map_err(cloud_fail)
+                usable(
+                    clouds()?
+                        .azure
+                        .acr_credentials(
+                            &wi.tenant_id,
+                            &wi.client_id,
+                            host,
+                            &rule.name,
+                            &self.metrics,
+                        )
+                        .await,
+                )
             }
             RegistryAuthType::AwsWebIdentity => {
                 let Some(aws) = &rule.auth.aws_web_identity else {
                     return Err(fail("awsWebIdentity is required".into()));
                 };
-                clouds()?
-                    .aws
-                    .ecr_credentials(&aws.role_arn, host, &rule.name, &self.metrics)
-                    .await
-                    .map(|c| c.identified(rule.identity.clone()))
-                    .map_err(cloud_fail)
+                usable(
+                    clouds()?
+                        .aws
+                        .ecr_credentials(&aws.role_arn, host, &rule.name, &self.metrics)
+                        .await,
+                )
             }
             RegistryAuthType::GcpWorkloadIdentity => {
                 let Some(gcp) = &rule.auth.gcp_workload_identity else {
                     return Err(fail("gcpWorkloadIdentity is required".into()));
                 };
-                clouds()?
-                    .gcp
-                    .registry_credentials(
-                        &gcp.service_account,
-                        gcp.workload_identity_provider.as_deref(),
-                        host,
-                        &rule.name,
-                        &self.metrics,
-                    )
-                    .await
-                    .map(|c| c.identified(rule.identity.clone()))
-                    .map_err(cloud_fail)
+                usable(
+                    clouds()?
+                        .gcp
+                        .registry_credentials(
+                            &gcp.service_account,
+                            gcp.workload_identity_provider.as_deref(),
+                            host,
+                            &rule.name,
+                            &self.metrics,
+                        )
+                        .await,
+                )
             }
         }
     }
