@@ -556,6 +556,16 @@ async fn azure_workload_identity_reads_acr_and_the_entra_token_stays_on_acr_host
         Some(1.0),
         "{m}"
     );
+    // A RegistryAccess that never gave credentials shows 0: "Ready but never
+    // usable" can be alerted on.
+    assert_eq!(
+        metric(
+            &m,
+            "portcullis_registry_access_usable{registry_access=\"not-acr\"}"
+        ),
+        Some(0.0),
+        "{m}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
