@@ -253,17 +253,25 @@ pub async fn reconcile(
     }
     let started = Instant::now();
     let api = Api::<RegistryAccess>::all(ctx.client.clone());
-    let result = finalizer(&api, FINALIZER, access, |event| async {
+    let result = match finalizer(&api, FINALIZER, access.clone(), |event| async {
         match event {
             finalizer::Event::Apply(a) => apply(&a, &ctx).await,
             finalizer::Event::Cleanup(a) => cleanup(&a, &ctx).await,
         }
     })
     .await
-    .map_err(|e| match e {
-        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
-        other => IdentityError::Finalizer(other.to_string()),
-    });
+    {
+        Ok(action) => Ok(action),
+        Err(finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e)) => Err(e),
+        // RBAC without `patch` on registryaccesses (manifests older than the
+        // finalizer): configure all the same, but what it sets cannot be
+        // released on deletion, and the log says so.
+        Err(finalizer::Error::AddFinalizer(kube::Error::Api(s))) if s.code == 403 => {
+            tracing::warn!(registry_access = %access.name_any(), error = %s.message, "cannot add the finalizer (RBAC: patch on registryaccesses); its annotations will not be removed when it is deleted");
+            apply(&access, &ctx).await
+        }
+        Err(other) => Err(IdentityError::Finalizer(other.to_string())),
+    };
     ctx.metrics.reconciled(CONTROLLER, started.elapsed());
     if let Err(e) = &result {
         ctx.metrics.failed(CONTROLLER, e.reason());

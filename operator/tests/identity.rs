@@ -138,6 +138,28 @@ async fn a_new_registry_access_gets_the_finalizer_before_anything_is_written() {
 }
 
 #[tokio::test]
+async fn without_rbac_for_the_finalizer_the_identity_is_still_configured() {
+    let mut a = access("acr", azure("client-1"));
+    a.metadata.finalizers = None;
+    let forbidden = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
+        "message": "registryaccesses.portcullis.dev \"acr\" is forbidden: cannot patch resource"});
+    let (ok, bodies) = run(
+        a,
+        vec![
+            expect("PATCH", object_uri("acr"), 403, forbidden),
+            expect("GET", ISSUER_URI, 200, json!({"issuer": ISSUER})),
+            expect("PATCH", sa_uri("acr"), 200, sa()),
+            expect("PATCH", deployment_uri("acr"), 200, deployment()),
+            expect("PATCH", status_uri("acr"), 200, echo("acr")),
+        ],
+    )
+    .await;
+    assert!(ok);
+    let (ready, _) = conditions(&bodies[4]);
+    assert_eq!(ready["reason"], "Configured");
+}
+
+#[tokio::test]
 async fn azure_workload_identity_is_configured_and_published() {
     let (ok, bodies) = run(
         access("acr", azure("client-1")),
