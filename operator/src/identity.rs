@@ -92,6 +92,9 @@ pub enum IdentityError {
     /// Adding or removing the finalizer failed.
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// This replica stopped leading mid-reconcile; nothing more is written.
+    #[error("leadership lost")]
+    LeadershipLost,
 }
 
 impl IdentityError {
@@ -103,6 +106,7 @@ impl IdentityError {
             Self::Conflict(_) => "Conflict",
             Self::Kube(_) => "APIError",
             Self::Finalizer(_) => "FinalizerFailed",
+            Self::LeadershipLost => "LeadershipLost",
         }
     }
 }
@@ -454,7 +458,7 @@ async fn configure(
     }
     let issuer = issuer(&ctx.client).await?;
     if !ctx.leader.is_leader() {
-        return Err(IdentityError::Finalizer("leadership lost".into()));
+        return Err(IdentityError::LeadershipLost);
     }
     sa_api
         .patch(
@@ -512,7 +516,7 @@ async fn release(access: &RegistryAccess, ctx: &IdentityContext) -> Result<(), I
 
 async fn cleanup(access: &RegistryAccess, ctx: &IdentityContext) -> Result<Action, IdentityError> {
     if !ctx.leader.is_leader() {
-        return Err(IdentityError::Finalizer("leadership lost".into()));
+        return Err(IdentityError::LeadershipLost);
     }
     release(access, ctx).await?;
     tracing::info!(registry_access = %access.name_any(), "federated identity released");
