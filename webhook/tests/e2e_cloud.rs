@@ -672,3 +672,33 @@ async fn patterns_and_path_scoped_keys_keep_basic_credentials_in_scope_and_secre
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolve_override_is_judged_by_the_destination_guard() {
+    support::install_crypto();
+    let config = access("anon", &["registry.example.com"], "{type: Anonymous}");
+    let image = "registry.example.com/team/app:1.0";
+    // Overridden to loopback: refused like a DNS answer would be.
+    let wh = Webhook::start(
+        POLICIES,
+        Some(&config),
+        &["--resolve=registry.example.com=127.0.0.1:9"],
+    );
+    let r = review(&wh, image).await;
+    assert_eq!(r["allowed"], false, "{r}");
+    assert!(reason(&r).contains("BlockedDestination"), "{r}");
+    drop(wh);
+    // Allowed: the override's address and port are where it connects
+    // (nothing listens on port 9).
+    let wh = Webhook::start(
+        POLICIES,
+        Some(&config),
+        &[
+            "--resolve=registry.example.com=127.0.0.1:9",
+            "--allow-destination=127.0.0.1/32",
+        ],
+    );
+    let r = review(&wh, image).await;
+    assert!(reason(&r).contains("(reason RegistryUnavailable)"), "{r}");
+    assert!(reason(&r).contains("registry.example.com"), "{r}");
+}
