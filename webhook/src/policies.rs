@@ -353,14 +353,23 @@ pub async fn watch_files(
     watched.extend(registry_config.clone());
     let refs: Vec<&Path> = watched.iter().map(PathBuf::as_path).collect();
     let mut seen = files_fingerprint(&refs);
+    let mut pending: Option<Vec<(PathBuf, u64, Option<std::time::SystemTime>)>> = None;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let now = files_fingerprint(&refs);
         if now == seen {
+            pending = None;
             continue;
         }
+        // Load only what stayed the same for a whole interval: a file being
+        // written (truncated, then filled) must never load as "no rules".
+        if pending.as_ref() != Some(&now) {
+            pending = Some(now);
+            continue;
+        }
+        pending = None;
         seen = now;
         match load_files(&policy_dir, registry_config.as_deref()) {
             Ok(snapshot) => {

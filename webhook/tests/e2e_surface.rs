@@ -260,3 +260,38 @@ spec:
     // The container itself (nginx) is out of the rule's scope.
     assert!(!message.contains("nginx"), "{message}");
 }
+
+/// A policy file being rewritten in place (truncated, then filled) must never
+/// load as "no rules": before, a reload that caught the empty file admitted
+/// everything until the next change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_caught_mid_write_never_loads_as_no_rules() {
+    let w = Webhook::start(DENY_CRITICAL, None, &["--policy-reload-interval=50ms"]);
+    let rules = w.dir.path().join("policies/rules.yaml");
+    // Images the rule covers but no registry could serve: denied by the rule
+    // set's InvalidReference verdict, admitted when there are no rules.
+    let pod = kubectl(
+        &["deployment", "x", "--image=Registry.Example.com/UPPER:1"],
+        "shop",
+    );
+    let writer = {
+        let rules = rules.clone();
+        tokio::spawn(async move {
+            for _ in 0..40 {
+                std::fs::write(&rules, "").unwrap();
+                tokio::time::sleep(Duration::from_millis(15)).await;
+                std::fs::write(&rules, DENY_CRITICAL).unwrap();
+                tokio::time::sleep(Duration::from_millis(60)).await;
+            }
+        })
+    };
+    while !writer.is_finished() {
+        let r = w.review("CREATE", &pod, None).await;
+        assert_eq!(
+            r["allowed"], false,
+            "admitted while the file was being rewritten: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    writer.await.unwrap();
+}
