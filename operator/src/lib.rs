@@ -19,9 +19,27 @@ pub mod rule_source;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
+/// A CRD the operator needs is missing or cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CrdCheckError {
+    /// Not installed.
+    #[error(
+        "CustomResourceDefinition {0} is not installed: run `kubectl apply -f config/crd/` first"
+    )]
+    Missing(&'static str),
+    /// The API server refused to say.
+    #[error("checking CustomResourceDefinition {name}: {source}")]
+    Api {
+        /// The CRD.
+        name: &'static str,
+        /// Why.
+        source: kube::Error,
+    },
+}
+
 /// Checks that the CRDs this operator needs are installed; the error says how
 /// to install them.
-pub async fn check_crds(client: &kube::Client) -> Result<(), String> {
+pub async fn check_crds(client: &kube::Client) -> Result<(), CrdCheckError> {
     let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
     for name in [
         portcullis_crds::RuleSource::crd_name(),
@@ -31,12 +49,8 @@ pub async fn check_crds(client: &kube::Client) -> Result<(), String> {
     ] {
         match crds.get_opt(name).await {
             Ok(Some(_)) => {}
-            Ok(None) => {
-                return Err(format!(
-                    "CustomResourceDefinition {name} is not installed: run `kubectl apply -f config/crd/` first"
-                ));
-            }
-            Err(e) => return Err(format!("checking CustomResourceDefinition {name}: {e}")),
+            Ok(None) => return Err(CrdCheckError::Missing(name)),
+            Err(source) => return Err(CrdCheckError::Api { name, source }),
         }
     }
     Ok(())

@@ -1,13 +1,11 @@
 //! `portcullis-operator`: start-up only; see the library for the controllers.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::routing::get;
 use clap::{Parser, ValueEnum};
 use futures::StreamExt;
 use kube::runtime::events::{Recorder, Reporter};
@@ -24,6 +22,10 @@ use portcullis_operator::metrics::Metrics;
 use portcullis_operator::policy_status::{self, PolicyStatusContext};
 use portcullis_operator::producer_status::{self, ProducerStatusContext};
 use portcullis_operator::rule_source::{self, Context};
+use portcullis_runtime::admin;
+use portcullis_runtime::flags::parse_positive_duration;
+use portcullis_runtime::http::{ConnectionLimits, Unobserved, accept_loop};
+use portcullis_runtime::logging::LogArgs;
 
 /// Portcullis operator: syncs RuleSources (a rules endpoint or a ConfigMap)
 /// into SecurityArtifactPolicy objects. Every flag can also be set by the
@@ -39,7 +41,7 @@ struct Config {
     )]
     metrics_listen: SocketAddr,
     /// Time limit of one portal fetch (500ms, 10s, 1m: the webhook's duration syntax).
-    #[arg(long, env = "PORTCULLIS_FETCH_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "PORTCULLIS_FETCH_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
     fetch_timeout: Duration,
     /// Who issues the webhook's serving certificate: the operator (CA and
     /// certificate in --webhook-secret, caBundle patched, rotation), or
@@ -108,12 +110,9 @@ struct Config {
         default_value = "portcullis-webhook"
     )]
     webhook_deployment: String,
-    /// Log filter (tracing EnvFilter syntax, e.g. `info,portcullis_operator=debug`).
-    #[arg(long, env = "PORTCULLIS_LOG", default_value = "info")]
-    log: String,
-    /// Log format.
-    #[arg(long, env = "PORTCULLIS_LOG_FORMAT", default_value = "json")]
-    log_format: LogFormat,
+    /// Logging.
+    #[command(flatten)]
+    logging: LogArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -122,106 +121,81 @@ enum CertificateIssuer {
     CertManager,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Json,
-    Text,
-}
-
-/// Parses `500ms`, `10s`, `1m` (jiff's friendly duration format, as the
-/// webhook's flags); a bare number, a negative or a zero duration is refused.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d: jiff::SignedDuration = s
-        .parse()
-        .map_err(|e| format!("{s:?} is not a duration like 500ms, 10s or 1m: {e}"))?;
-    match Duration::try_from(d) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        _ => Err(format!("{s:?}: the duration must be greater than zero")),
-    }
-}
-
-/// Colour codes only for a person at a terminal (and never with NO_COLOR set):
-/// log collectors and files get plain text.
-fn use_ansi(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
-    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+/// Why the operator cannot start.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    /// No API server.
+    #[error("connecting to the Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The CRDs are missing.
+    #[error(transparent)]
+    Crds(#[from] portcullis_operator::CrdCheckError),
+    /// The metrics registry refused a metric.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The admin address cannot be bound.
+    #[error("{addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Leader election could not start.
+    #[error("leader election on Lease {lease}: {message}")]
+    Lease {
+        /// `namespace/name`.
+        lease: String,
+        /// Why.
+        message: String,
+    },
 }
 
 fn main() -> ExitCode {
     let config = Config::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(use_ansi(
-            std::io::stderr().is_terminal(),
-            std::env::var_os("NO_COLOR"),
-        ))
-        .with_writer(std::io::stderr);
-    match config.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
-    }
-    if rustls::crypto::ring::default_provider()
-        .install_default()
-        .is_err()
-    {
-        eprintln!("portcullis-operator: a TLS crypto provider was already installed");
-        return ExitCode::FAILURE;
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("portcullis-operator: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "portcullis-operator stopped");
-            eprintln!("portcullis-operator: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    portcullis_runtime::logging::init(&config.logging);
+    portcullis_runtime::process::run("portcullis-operator", run(config))
 }
 
-async fn run(config: Config) -> Result<(), String> {
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|e| format!("connecting to the Kubernetes API: {e}"))?;
+async fn run(config: Config) -> Result<(), StartError> {
+    let client = kube::Client::try_default().await?;
     // Fail early and clearly when the CRDs are missing.
     check_crds(&client).await?;
-    let metrics = Arc::new(Metrics::new().map_err(|e| e.to_string())?);
+    let metrics = Arc::new(Metrics::new()?);
     let ready = Arc::new(AtomicBool::new(false));
-    let health = axum::Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get({
-                let ready = ready.clone();
-                move || async move {
-                    if ready.load(Ordering::Acquire) {
-                        (axum::http::StatusCode::OK, "ready")
-                    } else {
-                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "starting")
-                    }
-                }
-            }),
-        )
-        .route(
-            "/metrics",
-            get({
-                let metrics = metrics.clone();
-                move || async move { metrics.render() }
-            }),
-        );
+    // /healthz, /readyz, /metrics on the same bounded server as the webhook's.
     let listener = tokio::net::TcpListener::bind(config.metrics_listen)
         .await
-        .map_err(|e| format!("{}: {e}", config.metrics_listen))?;
-    tokio::spawn(async move { axum::serve(listener, health).await });
+        .map_err(|source| StartError::Listen {
+            addr: config.metrics_listen,
+            source,
+        })?;
+    let (_stop_admin, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(accept_loop(
+        listener,
+        None,
+        ConnectionLimits::default(),
+        32,
+        stop,
+        Arc::new(Unobserved),
+        {
+            let (ready, metrics) = (ready.clone(), metrics.clone());
+            move |req| {
+                let response = admin::respond(
+                    &req,
+                    || {
+                        if ready.load(Ordering::Acquire) {
+                            Vec::new()
+                        } else {
+                            vec!["starting"]
+                        }
+                    },
+                    || metrics.render(),
+                );
+                async move { response }
+            }
+        },
+    ));
 
     let leader = if config.leader_elect {
         let leader = Leadership::follower();
@@ -233,11 +207,9 @@ async fn run(config: Config) -> Result<(), String> {
                 &config.identity,
             )
             .await
-            .map_err(|e| {
-                format!(
-                    "leader election on Lease {}/{}: {e}",
-                    config.namespace, config.lease_name
-                )
+            .map_err(|e| StartError::Lease {
+                lease: format!("{}/{}", config.namespace, config.lease_name),
+                message: e.to_string(),
             })?;
         leader
     } else {
@@ -446,21 +418,19 @@ mod tests {
 
     #[test]
     fn durations_use_the_webhook_syntax() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        for bad in ["10", "", "ten seconds", "-5s", "0s"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        for (flag, want) in [("10s", 10_000), ("500ms", 500), ("1m30s", 90_000)] {
+            let config =
+                Config::try_parse_from(["portcullis-operator", &format!("--fetch-timeout={flag}")])
+                    .unwrap();
+            assert_eq!(config.fetch_timeout, Duration::from_millis(want));
         }
-    }
-
-    #[test]
-    fn colour_only_on_a_terminal_without_no_color() {
-        assert!(use_ansi(true, None));
-        assert!(use_ansi(true, Some("".into())));
-        assert!(!use_ansi(true, Some("1".into())));
-        assert!(!use_ansi(false, None));
+        for bad in ["10", "", "ten seconds", "-5s", "0s"] {
+            let arg = format!("--fetch-timeout={bad}");
+            assert!(
+                Config::try_parse_from(["portcullis-operator", &arg]).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

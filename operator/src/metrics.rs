@@ -3,8 +3,7 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 
 /// The operator's metrics.
@@ -98,6 +97,11 @@ impl Metrics {
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(rules_applied.clone()))?;
         registry.register(Box::new(last_sync.clone()))?;
+        portcullis_runtime::metrics::register_standard(
+            &registry,
+            "portcullis_operator",
+            env!("CARGO_PKG_VERSION"),
+        )?;
         Ok(Metrics {
             registry,
             reconciles,
@@ -168,14 +172,7 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        if TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .is_err()
-        {
-            return String::new();
-        }
-        String::from_utf8(buf).unwrap_or_default()
+        portcullis_runtime::metrics::render(&self.registry)
     }
 }
 

@@ -65,7 +65,7 @@ fn fetch_timeout_takes_durations() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("not a duration like 500ms, 10s or 1m"),
+        err.contains("is not a duration like 500ms, 3s or 10m"),
         "{err}"
     );
 }

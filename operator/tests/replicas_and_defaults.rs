@@ -206,7 +206,7 @@ async fn missing_crds_stop_start_up_with_a_hint() {
     drop(client);
     verifier.await.unwrap();
     assert_eq!(
-        err,
+        err.to_string(),
         "CustomResourceDefinition securityartifactpolicies.portcullis.dev is not installed: run `kubectl apply -f config/crd/` first"
     );
 }

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use portcullis_runtime::flags::{parse_bytes, parse_duration, parse_positive_duration};
+use portcullis_runtime::logging::LogArgs;
+
 use crate::engine::{Action, FailureActions, FailureClass};
 use crate::policies::InvalidRulePolicy;
 use crate::registry::dns::ResolveOverride;
@@ -49,7 +52,7 @@ pub struct Config {
     pub tls_key: PathBuf,
 
     /// How often the certificate files are checked for changes.
-    #[arg(long, env = "PORTCULLIS_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "PORTCULLIS_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_positive_duration)]
     pub tls_reload_interval: Duration,
 
     /// Read SecurityArtifactPolicy YAML/JSON files from this directory instead of
@@ -59,7 +62,7 @@ pub struct Config {
 
     /// How often --policy-dir and --registry-config are checked for changes
     /// (a change that does not load is logged and the rules in force kept).
-    #[arg(long, env = "PORTCULLIS_POLICY_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "PORTCULLIS_POLICY_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_positive_duration)]
     pub policy_reload_interval: Duration,
 
     /// Read RegistryAccess objects (and the Secrets and ServiceAccounts they use)
@@ -90,11 +93,11 @@ pub struct Config {
     /// Answer budget per admission request; keep it below the webhook's
     /// timeoutSeconds. Lookups still running then are answered with the
     /// RegistryUnavailable action (and go on filling the cache).
-    #[arg(long, env = "PORTCULLIS_DEADLINE", default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, env = "PORTCULLIS_DEADLINE", default_value = "3s", value_parser = parse_positive_duration)]
     pub deadline: Duration,
 
     /// Time limit of one registry request.
-    #[arg(long, env = "PORTCULLIS_REGISTRY_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, env = "PORTCULLIS_REGISTRY_TIMEOUT", default_value = "2s", value_parser = parse_positive_duration)]
     pub registry_timeout: Duration,
 
     /// Largest AdmissionReview accepted (bytes); larger ones get 413.
@@ -112,15 +115,15 @@ pub struct Config {
     pub max_inflight_reviews: usize,
 
     /// Time to receive a request's head (slowloris).
-    #[arg(long, env = "PORTCULLIS_HEADER_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "PORTCULLIS_HEADER_TIMEOUT", default_value = "5s", value_parser = parse_positive_duration)]
     pub header_timeout: Duration,
 
     /// Time to receive a request's body.
-    #[arg(long, env = "PORTCULLIS_BODY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "PORTCULLIS_BODY_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
     pub body_timeout: Duration,
 
     /// A connection on which nothing moves for this long is closed.
-    #[arg(long, env = "PORTCULLIS_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "PORTCULLIS_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_positive_duration)]
     pub idle_timeout: Duration,
 
     /// Require API-server client certificates signed by this CA (PEM). The
@@ -201,7 +204,7 @@ pub struct Config {
     pub resolve: Vec<ResolveOverride>,
 
     /// Time limit of one DNS lookup.
-    #[arg(long, env = "PORTCULLIS_DNS_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, env = "PORTCULLIS_DNS_TIMEOUT", default_value = "2s", value_parser = parse_positive_duration)]
     pub dns_timeout: Duration,
 
     /// Requesting users (userInfo.username) whose ownerReferences count for
@@ -338,13 +341,9 @@ pub struct Config {
     #[arg(long, env = "GCE_METADATA_HOST", default_value = "169.254.169.254")]
     pub gce_metadata_host: String,
 
-    /// Log filter (tracing EnvFilter syntax, e.g. `info,portcullis=debug`).
-    #[arg(long, env = "PORTCULLIS_LOG", default_value = "info")]
-    pub log: String,
-
-    /// Log format.
-    #[arg(long, env = "PORTCULLIS_LOG_FORMAT", default_value = "json")]
-    pub log_format: LogFormat,
+    /// Logging.
+    #[command(flatten)]
+    pub logging: LogArgs,
 }
 
 /// A failure class's action.
@@ -389,15 +388,6 @@ impl From<InvalidRuleArg> for InvalidRulePolicy {
     }
 }
 
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// One JSON object per line.
-    Json,
-    /// Human-readable.
-    Text,
-}
-
 impl Config {
     /// The action per failure class.
     pub fn failure_actions(&self) -> FailureActions {
@@ -427,40 +417,6 @@ impl Config {
     }
 }
 
-/// Parses a byte size: `134217728`, `128Mi`, `1Gi`, `500M`, `64k`.
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size like 134217728, 128Mi or 1Gi"))?;
-    let factor: u64 = match unit {
-        "" => 1,
-        "k" | "K" => 1_000,
-        "Ki" => 1 << 10,
-        "M" => 1_000_000,
-        "Mi" => 1 << 20,
-        "G" => 1_000_000_000,
-        "Gi" => 1 << 30,
-        _ => {
-            return Err(format!(
-                "{s:?}: unknown unit {unit:?} (use Ki, Mi, Gi, k, M or G)"
-            ));
-        }
-    };
-    n.checked_mul(factor)
-        .ok_or_else(|| format!("{s:?} is too large"))
-}
-
-/// Parses `500ms`, `3s`, `10m`, `1h` (jiff's friendly duration format).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d: jiff::SignedDuration = s
-        .parse()
-        .map_err(|e| format!("{s:?} is not a duration like 500ms, 3s or 10m: {e}"))?;
-    Duration::try_from(d).map_err(|_| format!("{s:?}: a duration cannot be negative"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,9 +429,7 @@ mod tests {
 
     #[test]
     fn durations_and_failure_actions() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert!(parse_duration("soon").is_err());
+        assert!(Config::try_parse_from(["portcullis-webhook", "--deadline=0s"]).is_err());
         let c = Config::try_parse_from([
             "portcullis-webhook",
             "--on-registry-unavailable=deny",
@@ -488,9 +442,8 @@ mod tests {
         assert_eq!(c.allow_destination.len(), 2);
         assert!(Config::try_parse_from(["portcullis-webhook", "--deadline=fast"]).is_err());
         assert_eq!(f.get(FailureClass::LimitExceeded), Action::Deny);
-        assert_eq!(parse_bytes("128Mi"), Ok(128 << 20));
-        assert_eq!(parse_bytes("1000"), Ok(1000));
-        assert!(parse_bytes("12 parsecs").is_err());
-        assert!(parse_bytes("99999999999Gi").is_err());
+        assert!(
+            Config::try_parse_from(["portcullis-webhook", "--cache-max-bytes=12 parsecs"]).is_err()
+        );
     }
 }

@@ -1,6 +1,5 @@
 //! `portcullis-webhook`: start-up only; see the library for everything else.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -9,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use kube::runtime::events::{Recorder, Reporter};
 use portcullis_webhook::admission::OwnerTrust;
-use portcullis_webhook::config::{Config, LogFormat};
+use portcullis_webhook::config::Config;
 use portcullis_webhook::engine::AnswerOptions;
 use portcullis_webhook::gate::{EventSink, Gate, ReviewLimits};
 use portcullis_webhook::metrics::Metrics;
@@ -29,80 +28,91 @@ use tokio::sync::Semaphore;
 
 fn main() -> ExitCode {
     let config = Config::parse();
-    init_logging(&config);
-    if rustls::crypto::ring::default_provider()
-        .install_default()
-        .is_err()
-    {
-        eprintln!("portcullis-webhook: a TLS crypto provider was already installed");
-        return ExitCode::FAILURE;
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("portcullis-webhook: starting the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(run(config));
-    // Lookups still running in the background are abandoned, not awaited:
-    // shutdown is prompt whatever the registries do.
-    runtime.shutdown_timeout(Duration::from_millis(500));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "portcullis-webhook stopped");
-            eprintln!("portcullis-webhook: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    portcullis_runtime::logging::init(&config.logging);
+    portcullis_runtime::process::run("portcullis-webhook", run(config))
 }
 
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log_format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init(),
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-    }
+/// Why the webhook cannot start.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    /// The metrics registry refused a metric.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// A flag's value cannot be used.
+    #[error("{flag}: {message}")]
+    Flag {
+        /// The flag.
+        flag: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// A file named by a flag cannot be read.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The registry client cannot be built.
+    #[error(transparent)]
+    Registry(#[from] portcullis_webhook::registry::RegistryError),
+    /// No API server to read rules from.
+    #[error(
+        "connecting to the Kubernetes API (use --policy-dir and --registry-config outside a cluster): {0}"
+    )]
+    Kube(#[from] kube::Error),
+    /// The policy files do not load.
+    #[error(transparent)]
+    Policies(#[from] policies::LoadError),
+    /// A cloud identity cannot be set up.
+    #[error(transparent)]
+    Identity(#[from] portcullis_webhook::registry::identity::IdentityError),
+    /// Serving failed.
+    #[error(transparent)]
+    Serve(#[from] server::ServeError),
+    /// Neither --policy-dir nor a cluster.
+    #[error("no policy source: give --policy-dir, or run in a cluster")]
+    NoPolicySource,
 }
 
 /// `host[:port]` settings normalised like image references, so they compare
 /// with the registries the gate sees.
-fn registry_set(values: &[String]) -> Result<std::collections::HashSet<String>, String> {
+fn registry_set(
+    flag: &'static str,
+    values: &[String],
+) -> Result<std::collections::HashSet<String>, StartError> {
     values
         .iter()
         .map(|v| {
             RegistryHost::parse(v)
                 .map(|h| h.as_str().to_owned())
-                .map_err(|e| format!("{v:?}: {e}"))
+                .map_err(|e| StartError::Flag {
+                    flag,
+                    message: format!("{v:?}: {e}"),
+                })
         })
         .collect()
 }
 
 /// The cloud identities' settings from the flags (and the environment the
 /// clouds' identity webhooks set up).
-fn cloud_settings(config: &Config) -> Result<CloudSettings, String> {
+fn cloud_settings(config: &Config) -> Result<CloudSettings, StartError> {
     let pod_identity = match (
         &config.aws_container_credentials_full_uri,
         &config.aws_container_authorization_token_file,
     ) {
         (Some(uri), Some(token_file)) => Some(
-            PodIdentityAgent::new(uri, token_file.clone())
-                .map_err(|e| format!("--aws-container-credentials-full-uri {e}"))?,
+            PodIdentityAgent::new(uri, token_file.clone()).map_err(|e| StartError::Flag {
+                flag: "--aws-container-credentials-full-uri",
+                message: e.to_string(),
+            })?,
         ),
         (Some(_), None) => {
-            return Err("--aws-container-credentials-full-uri needs --aws-container-authorization-token-file (AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE)".into());
+            return Err(StartError::Flag {
+                flag: "--aws-container-credentials-full-uri",
+                message: "needs --aws-container-authorization-token-file (AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE)".into(),
+            });
         }
         _ => None,
     };
@@ -127,23 +137,25 @@ fn cloud_settings(config: &Config) -> Result<CloudSettings, String> {
     })
 }
 
-async fn run(config: Config) -> Result<(), String> {
-    let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
+async fn run(config: Config) -> Result<(), StartError> {
+    let metrics = Arc::new(Metrics::new()?);
     let store = Arc::new(PolicyStore::default());
 
     let mut extra_roots = Vec::new();
     if let Some(path) = &config.registry_ca {
-        let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        extra_roots = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let file = |message: String| StartError::File {
+            path: path.clone(),
+            message,
+        };
+        let pem = std::fs::read(path).map_err(|e| file(e.to_string()))?;
+        extra_roots =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| file(e.to_string()))?;
     }
     let budget = CacheBudget::split(config.cache_max_bytes);
     let client = RegistryClient::new(
         ClientSettings {
-            insecure: registry_set(&config.insecure_registry)
-                .map_err(|e| format!("--insecure-registry {e}"))?,
-            trusted_realms: registry_set(&config.trusted_token_realm)
-                .map_err(|e| format!("--trusted-token-realm {e}"))?,
+            insecure: registry_set("--insecure-registry", &config.insecure_registry)?,
+            trusted_realms: registry_set("--trusted-token-realm", &config.trusted_token_realm)?,
             guard: Arc::new(DestinationGuard::new(
                 config.allow_destination.iter().cloned(),
             )),
@@ -161,8 +173,7 @@ async fn run(config: Config) -> Result<(), String> {
             ..ClientSettings::default()
         },
         metrics.clone(),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let lookup = ImageLookup::new(
         client.clone(),
         LookupSettings {
@@ -180,25 +191,24 @@ async fn run(config: Config) -> Result<(), String> {
     // Files (outside a cluster), or the API.
     let needs_kube = config.policy_dir.is_none();
     let kube_client = if needs_kube {
-        Some(
-            kube::Client::try_default()
-                .await
-                .map_err(|e| format!("connecting to the Kubernetes API (use --policy-dir and --registry-config outside a cluster): {e}"))?,
-        )
+        Some(kube::Client::try_default().await?)
     } else {
         None
     };
     // Secrets named by --registry-config are read again when the file
     // changes; in a cluster, those RegistryAccesses name are watched by name.
     let secret_store = match (&config.registry_config, &kube_client) {
-        (Some(path), _) => SecretStore::files(path.clone(), config.policy_reload_interval)?,
+        (Some(path), _) => SecretStore::files(path.clone(), config.policy_reload_interval)
+            .map_err(|message| StartError::File {
+                path: path.clone(),
+                message,
+            })?,
         (None, Some(c)) => SecretStore::kube(c.clone(), Duration::from_secs(30)),
         (None, None) => SecretStore::empty(),
     };
     match (&config.policy_dir, &kube_client) {
         (Some(dir), _) => {
-            let snapshot = policies::load_files(dir, config.registry_config.as_deref())
-                .map_err(|e| e.to_string())?;
+            let snapshot = policies::load_files(dir, config.registry_config.as_deref())?;
             metrics.set_policies(snapshot.policies.rules().len());
             metrics.policy_reload(true);
             tracing::info!(rules = snapshot.policies.rules().len(), dir = %dir.display(), "policies loaded from files");
@@ -220,7 +230,7 @@ async fn run(config: Config) -> Result<(), String> {
                 config.invalid_rule.into(),
             ));
         }
-        (None, None) => return Err("no policy source".into()),
+        (None, None) => return Err(StartError::NoPolicySource),
     }
     let events = kube_client.as_ref().map(|c| {
         EventSink::start(
@@ -235,8 +245,7 @@ async fn run(config: Config) -> Result<(), String> {
         )
     });
     let credentials =
-        CredentialResolver::with_clouds(secret_store, cloud_settings(&config)?, client)
-            .map_err(|e| e.to_string())?;
+        CredentialResolver::with_clouds(secret_store, cloud_settings(&config)?, client)?;
     let owner_trust = if config.controller_identity.is_empty() {
         OwnerTrust::default()
     } else {
@@ -285,7 +294,5 @@ async fn run(config: Config) -> Result<(), String> {
         inflight: Arc::new(Semaphore::new(limits.max_inflight_reviews.max(1))),
         limits,
     };
-    server::serve(&config, state)
-        .await
-        .map_err(|e| e.to_string())
+    Ok(server::serve(&config, state).await?)
 }

@@ -9,8 +9,7 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 use crate::admission::GATED_KINDS;
@@ -160,14 +159,6 @@ impl Metrics {
             )?,
             registry,
         };
-        let build = IntGaugeVec::new(
-            Opts::new(
-                "portcullis_build_info",
-                "Build information (always 1), by version",
-            ),
-            &["version"],
-        )?;
-        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         m.reload_success.set(1);
         for c in [
             Box::new(m.admission_requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -187,14 +178,14 @@ impl Metrics {
             Box::new(m.verifications.clone()),
             Box::new(m.identity_exchanges.clone()),
             Box::new(m.access_usable.clone()),
-            Box::new(build),
         ] {
             m.registry.register(c)?;
         }
-        #[cfg(target_os = "linux")]
-        m.registry.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))?;
+        portcullis_runtime::metrics::register_standard(
+            &m.registry,
+            "portcullis",
+            env!("CARGO_PKG_VERSION"),
+        )?;
         Ok(m)
     }
 
@@ -296,15 +287,20 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        // Encoding into a Vec cannot fail for well-formed metric families.
-        if TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .is_err()
-        {
-            return String::new();
-        }
-        String::from_utf8(buf).unwrap_or_default()
+        portcullis_runtime::metrics::render(&self.registry)
+    }
+}
+
+/// Connection counts of the admission endpoint.
+impl portcullis_runtime::http::ConnectionEvents for Metrics {
+    fn opened(&self) {
+        self.connection(1);
+    }
+    fn closed(&self) {
+        self.connection(-1);
+    }
+    fn refused(&self) {
+        self.connection_refused();
     }
 }
 

@@ -10,20 +10,15 @@
 //! keep-alive time, and reviews being judged at once (`--max-inflight-reviews`;
 //! more get 503 so the API server's failurePolicy decides without queueing).
 //!
-//! Hand-written on hyper rather than axum-server because that server has no
-//! connection bound, handshake timeout or idle timeout. HTTP/1.1 only: the API
-//! server speaks it to every webhook, and its header-read timeout is what
-//! stops slowloris.
+//! The connection bounds, eviction and drain live in `portcullis_runtime::http`
+//! (shared with the operator's admin endpoint); the review bounds (body size
+//! and time, reviews in flight) are here.
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -32,15 +27,16 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
+
+use portcullis_runtime::admin::{self, text};
+use portcullis_runtime::http::{Body, ConnectionLimits, accept_loop};
 
 use crate::admission::decode_review;
 use crate::config::Config;
@@ -69,6 +65,18 @@ pub struct ServerLimits {
     pub idle_timeout: Duration,
     /// Draining connections on shutdown.
     pub drain_timeout: Duration,
+}
+
+impl ServerLimits {
+    /// The per-connection time bounds.
+    pub fn connection(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            handshake_timeout: self.handshake_timeout,
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            drain_timeout: self.drain_timeout,
+        }
+    }
 }
 
 impl Default for ServerLimits {
@@ -104,18 +112,6 @@ pub struct AppState {
     pub inflight: Arc<Semaphore>,
     /// Bounds.
     pub limits: ServerLimits,
-}
-
-type Body = Full<Bytes>;
-
-fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
-    let mut resp = Response::new(Full::new(body.into()));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
 }
 
 /// `POST /validate`.
@@ -181,12 +177,9 @@ fn unavailable(message: &'static str) -> Response<Body> {
 
 /// `/healthz`, `/readyz`, `/metrics`.
 pub async fn health(state: AppState, req: Request<Incoming>) -> Response<Body> {
-    if req.method() != Method::GET {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "GET only");
-    }
-    match req.uri().path() {
-        "/healthz" => text(StatusCode::OK, "ok"),
-        "/readyz" => {
+    admin::respond(
+        &req,
+        || {
             let mut waiting = Vec::new();
             if !state.store.is_ready() {
                 waiting.push("policies not synced");
@@ -197,22 +190,10 @@ pub async fn health(state: AppState, req: Request<Incoming>) -> Response<Body> {
             if state.shutting_down.load(Ordering::Acquire) {
                 waiting.push("shutting down");
             }
-            if waiting.is_empty() {
-                text(StatusCode::OK, "ready")
-            } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, waiting.join(", "))
-            }
-        }
-        "/metrics" => {
-            let mut resp = text(StatusCode::OK, state.metrics.render());
-            resp.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4"),
-            );
-            resp
-        }
-        _ => text(StatusCode::NOT_FOUND, "not found"),
-    }
+            waiting
+        },
+        || state.metrics.render(),
+    )
 }
 
 /// Serving failed to start.
@@ -328,16 +309,16 @@ pub async fn serve(config: &Config, state: AppState) -> Result<(), ServeError> {
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let limits = state.limits;
+    let connection = limits.connection();
     let health_task = {
         let state = state.clone();
         tokio::spawn(accept_loop(
             health_listener,
             None,
-            limits,
+            connection,
             limits.max_health_connections,
             stop_rx.clone(),
-            state.metrics.clone(),
-            false,
+            Arc::new(portcullis_runtime::http::Unobserved),
             move |req| health(state.clone(), req),
         ))
     };
@@ -346,17 +327,16 @@ pub async fn serve(config: &Config, state: AppState) -> Result<(), ServeError> {
         tokio::spawn(accept_loop(
             admission_listener,
             Some(TlsAcceptor::from(tls)),
-            limits,
+            connection,
             limits.max_connections,
             stop_rx,
             state.metrics.clone(),
-            true,
             move |req| admission(state.clone(), req),
         ))
     };
     tracing::info!(listen = %config.listen, metrics = %config.metrics_listen, "portcullis-webhook serving");
 
-    shutdown_signal().await;
+    portcullis_runtime::signals::shutdown_signal().await;
     state.shutting_down.store(true, Ordering::Release);
     if !config.shutdown_delay.is_zero() {
         // Keep answering while the endpoint is removed from the Service, so a
@@ -372,322 +352,6 @@ pub async fn serve(config: &Config, state: AppState) -> Result<(), ServeError> {
     let _ = admission_task.await;
     let _ = health_task.await;
     Ok(())
-}
-
-/// Accepts connections up to `max`, serves each with the bounds, and on
-/// `stop` closes the listener and waits (at most the drain timeout) for open
-/// connections to finish their current request.
-#[allow(clippy::too_many_arguments)]
-async fn accept_loop<H, F>(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    limits: ServerLimits,
-    max: usize,
-    mut stop: watch::Receiver<bool>,
-    metrics: Arc<Metrics>,
-    count: bool,
-    handler: H,
-) where
-    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Body>> + Send + 'static,
-{
-    let table = Arc::new(Connections::new(max));
-    loop {
-        let stopped = async {
-            let _ = stop.wait_for(|s| *s).await.map(|_| ());
-        };
-        let accepted = tokio::select! {
-            () = stopped => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (tcp, _peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Some(conn) = table.admit() else {
-            // Every slot is serving a request: refuse this one.
-            if count {
-                metrics.connection_refused();
-            }
-            drop(tcp);
-            continue;
-        };
-        let _ = tcp.set_nodelay(true);
-        let tls = tls.clone();
-        let handler = handler.clone();
-        let stop = stop.clone();
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let _open = count.then(|| OpenConnection::new(metrics));
-            let evicted = conn.evicted.clone();
-            let serve = async {
-                match tls {
-                    Some(acceptor) => {
-                        let Ok(Ok(stream)) =
-                            tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp))
-                                .await
-                        else {
-                            return;
-                        };
-                        serve_connection(stream, limits, stop, &conn, handler).await;
-                    }
-                    None => serve_connection(tcp, limits, stop, &conn, handler).await,
-                }
-            };
-            tokio::select! {
-                () = serve => {}
-                () = evicted.notified() => {}
-            }
-        });
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(limits.drain_timeout, table.drained()).await;
-}
-
-/// The open connections of one listener. When all `max` slots are taken, a
-/// new connection evicts the one idle the longest (handshaking, or waiting
-/// for a request head): an attacker's idle or slowloris connections make
-/// room for the API server's instead of locking it out. Only when every
-/// slot is serving a request is a new connection refused.
-struct Connections {
-    max: usize,
-    table: std::sync::Mutex<ConnTable>,
-    empty: tokio::sync::Notify,
-}
-
-#[derive(Default)]
-struct ConnTable {
-    next: u64,
-    open: std::collections::HashMap<u64, ConnEntry>,
-}
-
-struct ConnEntry {
-    busy: bool,
-    idle_since: std::time::Instant,
-    evict: Arc<tokio::sync::Notify>,
-}
-
-/// One connection's place in [`Connections`]; leaving frees it.
-struct ConnSlot {
-    id: u64,
-    table: Arc<Connections>,
-    evicted: Arc<tokio::sync::Notify>,
-}
-
-impl Connections {
-    fn new(max: usize) -> Self {
-        Connections {
-            max: max.max(1),
-            table: std::sync::Mutex::new(ConnTable::default()),
-            empty: tokio::sync::Notify::new(),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, ConnTable> {
-        // A poisoned table still holds valid bookkeeping.
-        self.table
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn admit(self: &Arc<Self>) -> Option<ConnSlot> {
-        let mut t = self.lock();
-        if t.open.len() >= self.max {
-            let oldest = t
-                .open
-                .iter()
-                .filter(|(_, e)| !e.busy)
-                .min_by_key(|(_, e)| e.idle_since)
-                .map(|(id, _)| *id)?;
-            if let Some(e) = t.open.remove(&oldest) {
-                e.evict.notify_one();
-            }
-        }
-        let id = t.next;
-        t.next += 1;
-        let evicted = Arc::new(tokio::sync::Notify::new());
-        t.open.insert(
-            id,
-            ConnEntry {
-                busy: false,
-                idle_since: std::time::Instant::now(),
-                evict: evicted.clone(),
-            },
-        );
-        Some(ConnSlot {
-            id,
-            table: self.clone(),
-            evicted,
-        })
-    }
-
-    async fn drained(&self) {
-        loop {
-            let notified = self.empty.notified();
-            if self.lock().open.is_empty() {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-impl ConnSlot {
-    fn set_busy(&self, busy: bool) {
-        if let Some(e) = self.table.lock().open.get_mut(&self.id) {
-            e.busy = busy;
-            e.idle_since = std::time::Instant::now();
-        }
-    }
-}
-
-impl Drop for ConnSlot {
-    fn drop(&mut self) {
-        let mut t = self.table.lock();
-        t.open.remove(&self.id);
-        if t.open.is_empty() {
-            self.table.empty.notify_waiters();
-        }
-    }
-}
-
-struct OpenConnection(Arc<Metrics>);
-
-impl OpenConnection {
-    fn new(metrics: Arc<Metrics>) -> Self {
-        metrics.connection(1);
-        OpenConnection(metrics)
-    }
-}
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.0.connection(-1);
-    }
-}
-
-async fn serve_connection<S, H, F>(
-    stream: S,
-    limits: ServerLimits,
-    mut stop: watch::Receiver<bool>,
-    slot: &ConnSlot,
-    handler: H,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
-    F: Future<Output = Response<Body>> + Send + 'static,
-{
-    let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
-    let service = hyper::service::service_fn(|req| {
-        slot.set_busy(true);
-        let f = handler(req);
-        async move {
-            let response = f.await;
-            slot.set_busy(false);
-            Ok::<_, Infallible>(response)
-        }
-    });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .max_buf_size(64 * 1024)
-        .keep_alive(true)
-        .serve_connection(io, service);
-    tokio::pin!(conn);
-    let stopped = async move {
-        // The guard `wait_for` returns must not live across an await.
-        let _ = stop.wait_for(|s| *s).await.map(|_| ());
-    };
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        () = stopped => {
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(limits.drain_timeout, conn).await;
-        }
-    }
-}
-
-/// Closes a connection on which no byte moved for the idle timeout: idle
-/// keep-alive connections and stalled uploads give their slot back.
-struct IdleTimeout<S> {
-    inner: S,
-    idle: Duration,
-    timer: Pin<Box<tokio::time::Sleep>>,
-}
-
-impl<S> IdleTimeout<S> {
-    fn new(inner: S, idle: Duration) -> Self {
-        IdleTimeout {
-            inner,
-            idle,
-            timer: Box::pin(tokio::time::sleep(idle)),
-        }
-    }
-
-    fn progress(&mut self) {
-        let at = tokio::time::Instant::now() + self.idle;
-        self.timer.as_mut().reset(at);
-    }
-
-    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.timer.as_mut().poll(cx).is_ready()
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for IdleTimeout<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        match Pin::new(&mut self.inner).poll_read(cx, buf) {
-            Poll::Ready(r) => {
-                if buf.filled().len() > before {
-                    self.progress();
-                }
-                Poll::Ready(r)
-            }
-            Poll::Pending if self.expired(cx) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "connection idle",
-            ))),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write(cx, data) {
-            Poll::Ready(Ok(n)) => {
-                self.progress();
-                Poll::Ready(Ok(n))
-            }
-            Poll::Pending if self.expired(cx) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "client not reading",
-            ))),
-            other => other,
-        }
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }
 
 /// Reloads the certificate when either file changes (cert-manager and the
@@ -726,25 +390,4 @@ fn modified(path: &Path) -> Option<(SystemTime, u64)> {
     // Secret volumes swap a symlink; metadata() follows it to the new file.
     let m = std::fs::metadata(path).ok()?;
     Some((m.modified().ok()?, m.len()))
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
 }
