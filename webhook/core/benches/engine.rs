@@ -17,7 +17,7 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use jiff::Timestamp;
 use portcullis_core::engine::{
-    Evidence, FailureActions, GateFinding, PolicySet, ScanSummary, Subject,
+    EvalTime, Evidence, FailureActions, GateFinding, PolicySet, ScanSummary, Subject,
 };
 use portcullis_core::findings::{FormatHint, parse_report};
 use portcullis_core::reference::ImageRef;
@@ -138,6 +138,17 @@ fn engine(c: &mut Criterion) {
                 Evidence::Scanned(black_box(&summary)),
                 &failures,
                 now,
+            )
+        })
+    });
+    let at = EvalTime::at(now);
+    g.bench_function("judge 50 rules x 1000 findings (no messages)", |b| {
+        b.iter(|| {
+            set.judge(
+                black_box(&subject),
+                Evidence::Scanned(black_box(&summary)),
+                &failures,
+                &at,
             )
         })
     });

@@ -1,6 +1,7 @@
 //! Decisions, their reasons and messages, and the aggregation of per-container
 //! decisions into one admission answer (DESIGN §3.6).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::evidence::FailureClass;
@@ -135,11 +136,105 @@ impl Decision {
 
     /// `<image>: <violation> (rule <name>)`, for the deciding violation.
     pub fn message(&self, image: &str) -> Option<String> {
-        let v = self.deciding()?;
-        Some(match &v.rule {
-            Some(rule) => format!("{image}: {} (rule {rule})", v.message),
-            None => format!("{image}: {} (reason {})", v.message, v.reason),
-        })
+        self.deciding().map(|v| violation_line(image, v))
+    }
+}
+
+/// A violated condition before its message is written: what decides and
+/// orders it. [`PolicySet::render`](super::PolicySet::render) writes it out
+/// from the inputs that produced it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    /// The rule's index in [`PolicySet::rules`](super::PolicySet::rules),
+    /// or `None` for a failure class's configured action.
+    pub rule: Option<u32>,
+    /// For a failure class: the rule whose evidence ran into it (the detail
+    /// shown comes from there); for a rule: the rule.
+    pub source: u32,
+    /// Priority of the rule (failure classes rank after every rule).
+    pub priority: i32,
+    /// The rule's action, or the failure class's configured one.
+    pub action: Action,
+    /// The reason code.
+    pub reason: ReasonCode,
+    /// Where in the walk it was found.
+    pub stage: Stage,
+}
+
+/// The decision for one image without its messages: what the engine works
+/// out for every container, while messages are written only for what an
+/// answer shows ([`aggregate_judged`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// The strictest action among the violations; `Allow` when there are none.
+    pub action: Action,
+    /// Every violation, in [`Decision::violations`] order.
+    pub hits: Vec<Hit>,
+    /// Number of rules that applied to the image.
+    pub applicable_rules: usize,
+}
+
+impl Verdict {
+    /// The violation that decided, if any.
+    pub fn deciding(&self) -> Option<&Hit> {
+        self.hits.first()
+    }
+
+    /// The reason code of the decision.
+    pub fn reason(&self) -> ReasonCode {
+        self.deciding().map_or(ReasonCode::Compliant, |v| v.reason)
+    }
+}
+
+/// What an answer is built from, per container: the image shown, the
+/// action, and the violations, written out only when they are shown.
+pub trait Judged {
+    /// The image as shown.
+    fn image(&self) -> &str;
+    /// The container's action.
+    fn action(&self) -> Action;
+    /// How many violations (deciding one first).
+    fn violations(&self) -> usize;
+    /// The action of violation `i`.
+    fn violation_action(&self, i: usize) -> Action;
+    /// Violation `i`, written out.
+    fn violation(&self, i: usize) -> Cow<'_, Violation>;
+}
+
+impl Judged for ContainerDecision {
+    fn image(&self) -> &str {
+        &self.image
+    }
+
+    fn action(&self) -> Action {
+        self.decision.action
+    }
+
+    fn violations(&self) -> usize {
+        self.decision.violations.len()
+    }
+
+    fn violation_action(&self, i: usize) -> Action {
+        self.decision.violations[i].action
+    }
+
+    fn violation(&self, i: usize) -> Cow<'_, Violation> {
+        Cow::Borrowed(&self.decision.violations[i])
+    }
+}
+
+/// `<image>: <violation> (rule <name>)` for a container's deciding violation.
+pub fn deciding_message<J: Judged + ?Sized>(c: &J) -> Option<String> {
+    if c.violations() == 0 {
+        return None;
+    }
+    Some(violation_line(c.image(), &c.violation(0)))
+}
+
+fn violation_line(image: &str, v: &Violation) -> String {
+    match &v.rule {
+        Some(rule) => format!("{image}: {} (rule {rule})", v.message),
+        None => format!("{image}: {} (reason {})", v.message, v.reason),
     }
 }
 
@@ -196,9 +291,16 @@ pub fn aggregate_with(
     containers: &[ContainerDecision],
     options: AnswerOptions,
 ) -> AdmissionDecision {
+    aggregate_judged(containers, options)
+}
+
+/// [`aggregate_with`] over anything [`Judged`]: a violation is written out
+/// only when the answer shows it (the deciding one of a denied container,
+/// and the first [`limits::MAX_WARNINGS`] audited ones); the rest are counted.
+pub fn aggregate_judged<J: Judged>(containers: &[J], options: AnswerOptions) -> AdmissionDecision {
     let strictest = containers
         .iter()
-        .map(|c| c.decision.action)
+        .map(Judged::action)
         .max()
         .unwrap_or(Action::Allow);
     let action = if options.audit_only && strictest == Action::Deny {
@@ -208,8 +310,8 @@ pub fn aggregate_with(
     };
     let denied: Vec<String> = containers
         .iter()
-        .filter(|c| c.decision.action == Action::Deny)
-        .filter_map(|c| c.decision.message(&c.image))
+        .filter(|c| c.action() == Action::Deny)
+        .filter_map(deciding_message)
         .collect();
     // Format at most MAX_WARNINGS; count the rest.
     let mut warnings: Vec<String> = Vec::new();
@@ -235,13 +337,8 @@ pub fn aggregate_with(
         }
     }
     for c in containers {
-        for v in c
-            .decision
-            .violations
-            .iter()
-            .filter(|v| v.action == Action::Audit)
-        {
-            push(&|| audit_warning(&c.image, v));
+        for i in (0..c.violations()).filter(|i| c.violation_action(*i) == Action::Audit) {
+            push(&|| audit_warning(c.image(), &c.violation(i)));
         }
     }
     if total > limits::MAX_WARNINGS {

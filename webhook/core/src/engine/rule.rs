@@ -12,8 +12,9 @@ use portcullis_crds::policy::{
 use wildmatch::WildMatch;
 
 use super::Subject;
+use super::intern::Pinned;
 use crate::pattern::{HostGlob, HostGlobs, ImagePart, ImagePattern, PathMode, PatternError};
-use crate::reference::ImageRef;
+use crate::reference::{ImageRef, RegistryHost};
 
 /// A rule that cannot be compiled.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,6 +56,35 @@ fn registry_operator_error(field: &str, operator: MatchOperator, hint: &str) -> 
     }
 }
 
+/// A `Glob` value over plain text, compiled: `*` matches everything and a
+/// value without wildcards is compared as it is.
+#[derive(Debug, Clone)]
+enum TextGlob {
+    Any,
+    Literal(String),
+    Pattern(WildMatch),
+}
+
+impl TextGlob {
+    fn new(value: &str) -> Self {
+        if value == "*" {
+            TextGlob::Any
+        } else if value.contains(['*', '?']) {
+            TextGlob::Pattern(WildMatch::new(value))
+        } else {
+            TextGlob::Literal(value.to_owned())
+        }
+    }
+
+    fn matches(&self, text: &str) -> bool {
+        match self {
+            TextGlob::Any => true,
+            TextGlob::Literal(l) => l == text,
+            TextGlob::Pattern(p) => p.matches(text),
+        }
+    }
+}
+
 /// One value test over an attribute, compiled for that attribute's syntax.
 #[derive(Debug, Clone)]
 enum Test {
@@ -62,7 +92,7 @@ enum Test {
     Text {
         operator: MatchOperator,
         values: Vec<String>,
-        globs: Vec<WildMatch>,
+        globs: Vec<TextGlob>,
     },
     /// The image's registry: host globs, or `.domain` suffixes (`EndsWith`).
     Registry {
@@ -185,13 +215,64 @@ impl ValueMatcher {
                 operator,
                 values: values.to_vec(),
                 globs: if operator == MatchOperator::Glob {
-                    values.iter().map(|v| WildMatch::new(v)).collect()
+                    values.iter().map(|v| TextGlob::new(v)).collect()
                 } else {
                     Vec::new()
                 },
             },
         };
         Ok(ValueMatcher { test, negate })
+    }
+
+    /// The only texts this matcher accepts, when it names them literally
+    /// (`Equals`, or `Glob` values without wildcards): what rules are indexed by.
+    fn literals(&self) -> Option<Vec<&str>> {
+        if self.negate {
+            return None;
+        }
+        match &self.test {
+            Test::Text {
+                operator: MatchOperator::Equals,
+                values,
+                ..
+            } => Some(values.iter().map(String::as_str).collect()),
+            Test::Text {
+                operator: MatchOperator::Glob,
+                globs,
+                ..
+            } => globs
+                .iter()
+                .map(|g| match g {
+                    TextGlob::Literal(l) => Some(l.as_str()),
+                    _ => None,
+                })
+                .collect(),
+            _ => None,
+        }
+    }
+
+    /// The only registry hosts (without port) this matcher accepts, when its
+    /// patterns are literal hosts.
+    fn literal_hosts(&self) -> Option<Vec<String>> {
+        if self.negate {
+            return None;
+        }
+        let Test::Registry { globs, suffixes } = &self.test else {
+            return None;
+        };
+        if !suffixes.is_empty() {
+            return None;
+        }
+        globs
+            .iter()
+            .map(|g| {
+                let text = g.as_str();
+                if text.contains(['*', '?']) {
+                    return None;
+                }
+                RegistryHost::parse(text).ok().map(|h| h.host().to_owned())
+            })
+            .collect()
     }
 
     /// Whether the subject's attribute matches.
@@ -319,10 +400,10 @@ pub struct CompiledRule {
     pub(super) scope: Vec<(Attribute, ValueMatcher)>,
     pub(super) exemptions: Vec<Expiring<(Attribute, ValueMatcher)>>,
     /// Sorted by ID; one ID may appear with several expiry dates.
-    pub(super) ignored: Vec<Expiring<Arc<str>>>,
+    pub(super) ignored: Vec<Expiring<Pinned>>,
     pub(super) limits: Option<SeverityLimits>,
     /// Sorted, de-duplicated.
-    pub(super) forbidden: Vec<Arc<str>>,
+    pub(super) forbidden: Vec<Pinned>,
     pub(super) allowed_registries: Option<HostGlobs>,
     pub(super) allowed_registries_text: String,
     pub(super) fixable_only: bool,
@@ -414,20 +495,20 @@ impl CompiledRule {
                 })
             })
             .collect::<Result<Vec<_>, RuleProblem>>()?;
-        let mut ignored: Vec<Expiring<Arc<str>>> = spec
+        let mut ignored: Vec<Expiring<Pinned>> = spec
             .ignored_cves
             .iter()
             .map(|c| Expiring {
-                item: Arc::from(c.id.trim()),
+                item: Pinned::new(c.id.trim()),
                 expires: c.expires,
             })
             .collect();
         ignored.sort_by(|a, b| a.item.cmp(&b.item).then(b.expires.cmp(&a.expires)));
-        let mut forbidden: Vec<Arc<str>> = spec
+        let mut forbidden: Vec<Pinned> = spec
             .conditions
             .forbidden_cves
             .iter()
-            .map(|c| Arc::from(c.trim()))
+            .map(|c| Pinned::new(c.trim()))
             .collect();
         forbidden.sort();
         forbidden.dedup();
@@ -595,23 +676,61 @@ impl CompiledRule {
     }
 
     /// Whether `id` is ignored by this rule on `today`.
-    pub(super) fn ignores(&self, id: &str, today: Date) -> bool {
-        let start = self.ignored.partition_point(|e| &*e.item < id);
-        self.ignored[start..]
+    pub(super) fn ignores(&self, id: &Pinned, today: Date) -> bool {
+        self.ignored
             .iter()
-            .take_while(|e| &*e.item == id)
-            .any(|e| e.active(today))
+            .any(|e| e.item.handle() == id.handle() && e.active(today))
     }
 
-    /// The IDs ignored on `today`, each once however often it is listed.
-    pub(super) fn active_ignored(&self, today: Date) -> impl Iterator<Item = &Arc<str>> {
-        let mut previous: Option<&Arc<str>> = None;
+    /// Whether the ID at `position` of `summary` is ignored on `today`.
+    pub(super) fn ignores_at(
+        &self,
+        summary: &super::ScanSummary,
+        position: usize,
+        today: Date,
+    ) -> bool {
+        self.ignored
+            .iter()
+            .any(|e| e.active(today) && summary.is(position, &e.item))
+    }
+
+    /// The IDs ignored on `today`, each once however often it is listed
+    /// (entries of one ID are adjacent, the longest-lived first).
+    pub(super) fn active_ignored(&self, today: Date) -> impl Iterator<Item = &Pinned> {
+        let mut previous: Option<&Pinned> = None;
         self.ignored.iter().filter_map(move |e| {
-            if previous.is_some_and(|p| p == &e.item) || !self.ignores(&e.item, today) {
+            if previous.is_some_and(|p| p.handle() == e.item.handle()) {
                 return None;
             }
             previous = Some(&e.item);
-            Some(&e.item)
+            self.ignores(&e.item, today).then_some(&e.item)
         })
     }
+
+    /// What the rule's scope is indexed by in a [`PolicySet`](super::PolicySet).
+    pub(super) fn scope_key(&self) -> ScopeKey<'_> {
+        for (attribute, m) in &self.scope {
+            if matches!(attribute, Attribute::Namespace)
+                && let Some(values) = m.literals()
+            {
+                return ScopeKey::Namespaces(values);
+            }
+        }
+        for (attribute, m) in &self.scope {
+            if matches!(attribute, Attribute::Registry)
+                && let Some(hosts) = m.literal_hosts()
+            {
+                return ScopeKey::Hosts(hosts);
+            }
+        }
+        ScopeKey::Any
+    }
+}
+
+/// What a rule's scope requires, as far as an index can tell: a namespace
+/// among these, a registry host among these, or nothing it can use.
+pub(super) enum ScopeKey<'a> {
+    Namespaces(Vec<&'a str>),
+    Hosts(Vec<String>),
+    Any,
 }
