@@ -3,7 +3,7 @@
 //! decision per image, the answer, and the monitoring trail (log line,
 //! metrics, Event).
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,8 +14,8 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::admission::{ContainerKind, GatedContainer, OwnerTrust, Review, Workload};
 use crate::engine::{
-    Action, AdmissionDecision, AnswerOptions, ContainerDecision, Decision, Evidence,
-    FailureActions, FailureClass, Subject, TargetEvidence, aggregate_with,
+    Action, AdmissionDecision, AnswerOptions, Decision, EvalTime, Evidence, FailureActions,
+    FailureClass, Judged, Subject, TargetEvidence, Verdict, Violation, aggregate_judged,
 };
 use crate::metrics::Metrics;
 use crate::owners::OwnerVerifier;
@@ -23,7 +23,10 @@ use crate::policies::{PolicyStore, Snapshot};
 use crate::reference::{ImageRef, RegistryHost, shown};
 use crate::registry::Target;
 use crate::registry::access::{CredentialResolver, PodIdentity};
-use crate::registry::lookup::{ImageEvidence, ImageLookup, TargetFindings};
+use crate::registry::auth::Credentials;
+use crate::registry::lookup::{
+    Cached, ImageEvidence, ImageLookup, TargetEvidence as LookupTarget, TargetFindings,
+};
 
 /// Bounds on what one review may ask the webhook to do.
 #[derive(Debug, Clone, Copy)]
@@ -79,31 +82,58 @@ pub struct Gate {
     pub background: Arc<Semaphore>,
 }
 
-/// The decision for one container, with what the trail needs.
+/// How one container was judged: fully written out (references that do not
+/// parse, requests too big to judge), or a verdict whose violations are
+/// written out only when the answer or the trail shows them.
 #[derive(Debug, Clone)]
-pub struct ContainerOutcome {
-    /// Container name (`volume:<name>` for image volumes, `*` for a whole-object decision).
-    pub container: String,
-    /// Image as shown (capped; with the deciding platform for an index).
-    pub image: String,
-    /// Digest judged (the platform's, for an index).
-    pub digest: Option<String>,
-    /// The engine's decision.
-    pub decision: Decision,
-    /// Signed artifacts of the judged target that no producer verified
-    /// (`digest: why`), for the log line.
-    pub rejected: Vec<String>,
+pub enum Ruling {
+    /// Every violation written out.
+    Written(Decision),
+    /// Decided; messages on demand ([`Judgement::violation`]).
+    Pending(Verdict),
 }
 
-/// The answer to one request and how it was reached.
+impl Ruling {
+    /// The container's action.
+    pub fn action(&self) -> Action {
+        match self {
+            Ruling::Written(d) => d.action,
+            Ruling::Pending(v) => v.action,
+        }
+    }
+}
+
+/// The decision for one container, with what the answer and the trail need.
 #[derive(Debug, Clone)]
-pub struct Outcome {
-    /// What the API server is told.
-    pub decision: AdmissionDecision,
+pub struct ContainerJudgement<'w> {
+    /// Container name (`volume:<name>` for image volumes, `*` for a whole-object decision).
+    pub container: &'w str,
+    /// Image as shown (capped; with the deciding platform for an index).
+    pub image: Cow<'w, str>,
+    /// The image it was judged as (an index into the judgement's images),
+    /// and the target (platform) that decided.
+    basis: Option<(usize, Option<usize>)>,
+    /// The decision.
+    pub ruling: Ruling,
+}
+
+/// One distinct image of a request: as written, parsed, and what was found.
+struct Image<'w> {
+    text: &'w str,
+    parsed: Result<ImageRef, String>,
+    evidence: Option<Arc<ImageEvidence>>,
+}
+
+/// One request's judgement: per container, what the engine decided, and
+/// everything needed to write out the violations an answer shows.
+pub struct Judgement<'w> {
+    snapshot: Arc<Snapshot>,
+    workload: &'w Workload,
+    at: EvalTime,
+    failures: FailureActions,
+    images: Vec<Image<'w>>,
     /// Per container (empty when nothing was gated).
-    pub containers: Vec<ContainerOutcome>,
-    /// The gated object.
-    pub workload: Option<Workload>,
+    pub containers: Vec<ContainerJudgement<'w>>,
 }
 
 /// Well-known public registries, labelled by name in metrics.
@@ -149,185 +179,288 @@ impl Gate {
     pub async fn review(&self, review: &Review) -> AdmissionDecision {
         let started = Instant::now();
         let req = &review.request;
-        let outcome = match req.workload(&self.owner_trust) {
-            Ok(Some(workload)) => self.judge(workload, started).await,
-            Ok(None) => Outcome {
-                decision: allowed(),
-                containers: Vec::new(),
-                workload: None,
-            },
-            Err(e) => Outcome {
-                decision: AdmissionDecision {
+        let workload = match req.workload(&self.owner_trust) {
+            Ok(Some(mut workload)) => {
+                let deadline = tokio::time::Instant::from_std(started + self.deadline);
+                self.verify_owner(&mut workload, deadline).await;
+                Some(workload)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                let decision = AdmissionDecision {
                     allowed: false,
                     action: Action::Deny,
                     message: Some(format!("portcullis: {e}")),
                     warnings: Vec::new(),
-                },
-                containers: Vec::new(),
-                workload: None,
-            },
+                };
+                self.count(review, &decision, started);
+                return decision;
+            }
         };
+        let Some(workload) = workload else {
+            let decision = allowed();
+            self.count(review, &decision, started);
+            return decision;
+        };
+        let judged = self.judge(&workload, started).await;
+        let decision = judged.answer(self.answer);
+        self.count(review, &decision, started);
+        self.trail(review, &judged, &decision);
+        decision
+    }
+
+    fn count(&self, review: &Review, decision: &AdmissionDecision, started: Instant) {
+        let req = &review.request;
         self.metrics.admission(
             &req.kind.kind,
             req.operation.as_str(),
-            outcome.decision.action.as_str(),
+            decision.action.as_str(),
             started.elapsed(),
         );
-        self.trail(review, &outcome);
-        outcome.decision
     }
 
-    /// Judges the images of `workload`, answering by the deadline.
-    pub async fn judge(&self, mut workload: Workload, started: Instant) -> Outcome {
+    /// Judges the images of `workload`, answering by the deadline. Cached
+    /// evidence is read without waiting; only lookups that must ask a
+    /// registry wait (concurrently, against one deadline).
+    pub async fn judge<'w>(&self, workload: &'w Workload, started: Instant) -> Judgement<'w> {
         let deadline = tokio::time::Instant::from_std(started + self.deadline);
-        self.verify_owner(&mut workload, deadline).await;
         let snapshot = self.store.snapshot();
-        let now = Timestamp::now();
+        let at = EvalTime::at(Timestamp::now());
+        let mut judgement = Judgement {
+            snapshot,
+            workload,
+            at,
+            failures: self.failures,
+            images: Vec::new(),
+            containers: Vec::with_capacity(workload.containers.len()),
+        };
 
-        let mut distinct: Vec<&str> = workload
-            .containers
-            .iter()
-            .map(|c| c.image.as_str())
-            .collect();
-        distinct.sort_unstable();
-        distinct.dedup();
-        if distinct.len() > self.limits.max_images
-            || workload.containers.len() > self.limits.max_containers
-        {
+        // Distinct images, in order of appearance; each container's among them.
+        let mut slot_of: Vec<usize> = Vec::with_capacity(workload.containers.len());
+        for c in &workload.containers {
+            let slot = match judgement.images.iter().position(|i| i.text == c.image) {
+                Some(i) => i,
+                None => {
+                    if judgement.images.len() == self.limits.max_images {
+                        // More distinct images than judged: counted below.
+                        usize::MAX
+                    } else {
+                        judgement.images.push(Image {
+                            text: &c.image,
+                            parsed: Err(String::new()),
+                            evidence: None,
+                        });
+                        judgement.images.len() - 1
+                    }
+                }
+            };
+            slot_of.push(slot);
+        }
+        if slot_of.contains(&usize::MAX) || workload.containers.len() > self.limits.max_containers {
+            let mut distinct: Vec<&str> = workload
+                .containers
+                .iter()
+                .map(|c| c.image.as_str())
+                .collect();
+            distinct.sort_unstable();
+            distinct.dedup();
             let n = distinct.len();
-            drop(distinct);
-            return self.too_many(&snapshot, workload, n, now);
+            return self.too_many(judgement, n);
+        }
+        for image in &mut judgement.images {
+            image.parsed = ImageRef::parse(image.text).map_err(|e| e.to_string());
         }
 
-        // One parse and (when a rule cares) one lookup per distinct image.
-        let mut parsed: HashMap<&str, Result<ImageRef, String>> = HashMap::new();
-        for image in &distinct {
-            parsed.insert(image, ImageRef::parse(image).map_err(|e| e.to_string()));
-        }
-        let mut evidence: HashMap<&str, ImageEvidence> = HashMap::new();
+        // One lookup per distinct image some rule cares about.
+        let snapshot = judgement.snapshot.clone();
+        let pod = PodIdentity {
+            namespace: &workload.namespace,
+            pull_secrets: &workload.pull_secrets,
+            service_account: &workload.service_account,
+        };
         let mut waiting = Vec::new();
-        for (image, r) in &parsed {
-            let Ok(image_ref) = r else { continue };
+        for (slot, image) in judgement.images.iter_mut().enumerate() {
+            let Ok(image_ref) = &image.parsed else {
+                continue;
+            };
             let wanted = workload
                 .containers
                 .iter()
-                .filter(|c| c.image == *image)
-                .any(|c| {
+                .zip(&slot_of)
+                .filter(|(_, s)| **s == slot)
+                .any(|(c, _)| {
                     snapshot
                         .policies
-                        .any_applies(&subject(&workload, &c.name, Some(image_ref), None), now)
+                        .any_applies_at(&subject(workload, &c.name, Some(image_ref), None), &at)
                 });
             if !wanted {
                 continue;
             }
-            let mut lookup = self.lookup_image(&snapshot, &workload, image_ref.clone());
-            // Cached answers complete on the first poll; only lookups that
-            // must wait on a registry become tasks (and keep filling the
-            // cache if the deadline passes), within a bounded number.
-            match futures::FutureExt::now_or_never(&mut lookup) {
-                Some(ev) => {
-                    evidence.insert(image, ev);
+            // Credentials first (usually at once: no RegistryAccess, or a
+            // Secret already read); with them, the front cache.
+            let resolved = futures::FutureExt::now_or_never(self.credentials.credentials(
+                &snapshot.access,
+                image_ref,
+                pod,
+            ));
+            if let Some(creds) = &resolved {
+                let creds = match creds {
+                    Ok(c) => c,
+                    Err(f) => {
+                        image.evidence =
+                            Some(Arc::new(ImageEvidence::failed(f.class, f.detail.clone())));
+                        continue;
+                    }
+                };
+                match self
+                    .lookup
+                    .cached(image_ref, creds, &snapshot.producers)
+                    .await
+                {
+                    Cached::Fresh(ev) => {
+                        image.evidence = Some(ev);
+                        continue;
+                    }
+                    Cached::Stale(ev) => {
+                        image.evidence = Some(ev);
+                        self.lookup
+                            .refresh(
+                                image_ref.clone(),
+                                target(&snapshot, image_ref, creds.clone()),
+                                snapshot.producers.clone(),
+                            )
+                            .await;
+                        continue;
+                    }
+                    Cached::Miss => {}
                 }
+            }
+            let mut lookup = self.lookup_image(
+                &snapshot,
+                workload,
+                image_ref.clone(),
+                resolved.and_then(Result::ok),
+            );
+            // Lookups that complete without waiting (the step caches) need
+            // no task; the others become tasks (and keep filling the cache
+            // if the deadline passes), within a bounded number.
+            match futures::FutureExt::now_or_never(&mut lookup) {
+                Some(ev) => image.evidence = Some(ev),
                 None => match self.background.clone().try_acquire_owned() {
-                    Ok(slot) => {
+                    Ok(permit) => {
                         let budget = self.limits.lookup_budget;
                         waiting.push((
-                            *image,
+                            slot,
                             tokio::spawn(async move {
-                                let _slot = slot;
+                                let _permit = permit;
                                 tokio::time::timeout(budget, lookup).await.ok()
                             }),
                         ));
                     }
                     Err(_) => {
                         self.metrics.shed("background_lookups");
-                        evidence.insert(
-                            image,
-                            ImageEvidence::failed(
-                                FailureClass::RegistryUnavailable,
-                                "the webhook has too many registry lookups in flight",
-                            ),
-                        );
+                        image.evidence = Some(Arc::new(ImageEvidence::failed(
+                            FailureClass::RegistryUnavailable,
+                            "the webhook has too many registry lookups in flight",
+                        )));
                     }
                 },
             }
         }
         // The tasks run concurrently; awaiting them in turn against one
         // absolute deadline waits no longer than the slowest.
-        for (image, handle) in waiting {
+        for (slot, handle) in waiting {
             let ev = match tokio::time::timeout_at(deadline, handle).await {
                 Ok(Ok(Some(ev))) => ev,
-                Ok(Ok(None)) | Err(_) => ImageEvidence::failed(
+                Ok(Ok(None)) | Err(_) => Arc::new(ImageEvidence::failed(
                     FailureClass::RegistryUnavailable,
                     format!(
                         "no answer from the registry within the {} ms deadline",
                         self.deadline.as_millis()
                     ),
-                ),
-                Ok(Err(e)) => ImageEvidence::failed(
+                )),
+                Ok(Err(e)) => Arc::new(ImageEvidence::failed(
                     FailureClass::RegistryUnavailable,
                     format!("lookup failed: {e}"),
-                ),
+                )),
             };
-            evidence.insert(image, ev);
+            judgement.images[slot].evidence = Some(ev);
         }
-        let containers: Vec<ContainerOutcome> = workload
-            .containers
-            .iter()
-            .map(|c| match &parsed[c.image.as_str()] {
-                Ok(image_ref) => self.judge_container(
-                    &snapshot,
-                    &workload,
-                    c,
-                    image_ref,
-                    evidence.get(c.image.as_str()),
-                    now,
-                ),
+
+        // The engine, per container; messages are left for the answer.
+        let policies = &snapshot.policies;
+        let mut targets: Vec<TargetEvidence<'_>> = Vec::new();
+        for (c, &slot) in workload.containers.iter().zip(&slot_of) {
+            let image = &judgement.images[slot];
+            let shown_image = shown_image(c);
+            let judged = match &image.parsed {
                 Err(e) => {
-                    let s = subject(&workload, &c.name, None, None);
-                    ContainerOutcome {
-                        container: c.name.clone(),
-                        image: shown_image(c),
-                        digest: None,
-                        rejected: Vec::new(),
-                        decision: snapshot.policies.evaluate_unidentified(
+                    let s = subject(workload, &c.name, None, None);
+                    ContainerJudgement {
+                        container: &c.name,
+                        image: shown_image,
+                        basis: None,
+                        ruling: Ruling::Written(policies.evaluate_unidentified(
                             &s,
                             FailureClass::InvalidReference,
                             e,
                             &self.failures,
-                            now,
-                        ),
+                            at.now,
+                        )),
                     }
                 }
-            })
-            .collect();
-        self.finish(containers, workload)
-    }
-
-    fn finish(&self, containers: Vec<ContainerOutcome>, workload: Workload) -> Outcome {
-        let decisions: Vec<ContainerDecision> = containers
-            .iter()
-            .map(|c| ContainerDecision {
-                container: c.container.clone(),
-                image: c.image.clone(),
-                decision: c.decision.clone(),
-            })
-            .collect();
-        Outcome {
-            decision: aggregate_with(&decisions, self.answer),
-            containers,
-            workload: Some(workload),
+                Ok(image_ref) => {
+                    let s = subject(workload, &c.name, Some(image_ref), None);
+                    let (verdict, which) = match image.evidence.as_deref() {
+                        // No rule applies: nothing was looked up.
+                        None => policies.judge_targets(&s, &[], &self.failures, &at),
+                        Some(ev) => match &ev.digest {
+                            Err(f) => (
+                                policies.judge(
+                                    &s,
+                                    Evidence::Failed {
+                                        class: f.class,
+                                        detail: &f.detail,
+                                    },
+                                    &self.failures,
+                                    &at,
+                                ),
+                                None,
+                            ),
+                            Ok(digest) => {
+                                targets.clear();
+                                targets.extend(ev.targets.iter().map(engine_target));
+                                let s = Subject {
+                                    digest: Some(digest),
+                                    ..s
+                                };
+                                policies.judge_targets(&s, &targets, &self.failures, &at)
+                            }
+                        },
+                    };
+                    let platform = which
+                        .and_then(|i| image.evidence.as_ref()?.targets.get(i)?.platform.as_ref());
+                    ContainerJudgement {
+                        container: &c.name,
+                        image: match platform {
+                            Some(p) if verdict.action != Action::Allow => {
+                                Cow::Owned(format!("{shown_image} ({p})"))
+                            }
+                            _ => shown_image,
+                        },
+                        basis: Some((slot, which)),
+                        ruling: Ruling::Pending(verdict),
+                    }
+                }
+            };
+            judgement.containers.push(judged);
         }
+        judgement
     }
 
     /// More images than the webhook judges: one decision for the object.
-    fn too_many(
-        &self,
-        snapshot: &Snapshot,
-        workload: Workload,
-        images: usize,
-        now: Timestamp,
-    ) -> Outcome {
+    fn too_many<'w>(&self, mut judgement: Judgement<'w>, images: usize) -> Judgement<'w> {
+        let workload = judgement.workload;
         let detail = format!(
             "{} images ({images} distinct), more than the {} ({} distinct) judged per request",
             workload.containers.len(),
@@ -336,26 +469,23 @@ impl Gate {
         );
         let s = Subject {
             container: None,
-            ..subject(&workload, "", None, None)
+            ..subject(workload, "", None, None)
         };
-        let decision = snapshot.policies.evaluate_unidentified(
+        let decision = judgement.snapshot.policies.evaluate_unidentified(
             &s,
             FailureClass::LimitExceeded,
             &detail,
             &self.failures,
-            now,
+            judgement.at.now,
         );
-        let container = ContainerOutcome {
-            container: "*".into(),
-            image: format!("{} {}", workload.kind, workload.name),
-            digest: None,
-            decision,
-            rejected: Vec::new(),
-        };
-        let mut w = workload;
-        // Keep the trail small: the images are summarised by the detail.
-        w.containers.clear();
-        self.finish(vec![container], w)
+        judgement.images.clear();
+        judgement.containers = vec![ContainerJudgement {
+            container: "*",
+            image: Cow::Owned(format!("{} {}", workload.kind, workload.name)),
+            basis: None,
+            ruling: Ruling::Written(decision),
+        }];
+        judgement
     }
 
     /// In a cluster, a trusted owner claim counts only if the owner exists
@@ -385,16 +515,26 @@ impl Gate {
     }
 
     /// The lookup of one image, as a future that owns what it needs (so it
-    /// can become a task).
+    /// can become a task); `credentials` when already resolved.
     fn lookup_image(
         &self,
         snapshot: &Arc<Snapshot>,
         workload: &Workload,
         image: ImageRef,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ImageEvidence> + Send + 'static>> {
+        credentials: Option<Credentials>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Arc<ImageEvidence>> + Send + 'static>>
+    {
         let lookup = self.lookup.clone();
-        let credentials = self.credentials.clone();
         let snapshot = snapshot.clone();
+        if let Some(creds) = credentials {
+            return Box::pin(async move {
+                let target = target(&snapshot, &image, creds);
+                lookup
+                    .lookup(&image, target, snapshot.producers.clone())
+                    .await
+            });
+        }
+        let resolver = self.credentials.clone();
         let namespace = workload.namespace.clone();
         let pull_secrets = workload.pull_secrets.clone();
         let service_account = workload.service_account.clone();
@@ -404,160 +544,80 @@ impl Gate {
                 pull_secrets: &pull_secrets,
                 service_account: &service_account,
             };
-            let creds = match credentials.credentials(&snapshot.access, &image, pod).await {
+            let creds = match resolver.credentials(&snapshot.access, &image, pod).await {
                 Ok(c) => c,
-                Err(f) => return ImageEvidence::failed(f.class, f.detail),
+                Err(f) => return Arc::new(ImageEvidence::failed(f.class, f.detail)),
             };
-            let target = Target {
-                label: registry_label(&snapshot, image.registry_host()),
-                registry: image.registry_host().clone(),
-                repository: image.repository().to_owned(),
-                credentials: creds,
-            };
+            let target = target(&snapshot, &image, creds);
             lookup
                 .lookup(&image, target, snapshot.producers.clone())
                 .await
         })
     }
 
-    /// The strictest decision over the image's targets (all platforms must pass).
-    fn judge_container(
-        &self,
-        snapshot: &Snapshot,
-        w: &Workload,
-        c: &GatedContainer,
-        image_ref: &ImageRef,
-        evidence: Option<&ImageEvidence>,
-        now: Timestamp,
-    ) -> ContainerOutcome {
-        let policies = &snapshot.policies;
-        let s = subject(w, &c.name, Some(image_ref), None);
-        let shown_image = shown_image(c);
-        let outcome = |decision, digest| ContainerOutcome {
-            container: c.name.clone(),
-            image: shown_image.clone(),
-            digest,
-            decision,
-            rejected: Vec::new(),
-        };
-        let Some(evidence) = evidence else {
-            // No rule applies: nothing was looked up.
-            let (d, _) = policies.evaluate_targets(&s, &[], &self.failures, now);
-            return outcome(d, None);
-        };
-        let digest = match &evidence.digest {
-            Ok(d) => d.clone(),
-            Err(f) => {
-                let d = policies.evaluate(
-                    &s,
-                    Evidence::Failed {
-                        class: f.class,
-                        detail: &f.detail,
-                    },
-                    &self.failures,
-                    now,
-                );
-                return outcome(d, None);
-            }
-        };
-        let targets: Vec<TargetEvidence<'_>> = evidence
-            .targets
-            .iter()
-            .map(|t| TargetEvidence {
-                digest: &t.digest,
-                evidence: match &t.findings {
-                    Ok(TargetFindings::Artifacts(set)) => Evidence::Artifacts(set),
-                    Ok(TargetFindings::NotScanned) => Evidence::Failed {
-                        class: FailureClass::NoFindings,
-                        detail: "",
-                    },
-                    Ok(TargetFindings::Malformed(d)) => Evidence::Failed {
-                        class: FailureClass::MalformedFindings,
-                        detail: d,
-                    },
-                    Err(f) => Evidence::Failed {
-                        class: f.class,
-                        detail: &f.detail,
-                    },
-                },
-            })
-            .collect();
-        let s = Subject {
-            digest: Some(&digest),
-            ..s
-        };
-        let (decision, which) = policies.evaluate_targets(&s, &targets, &self.failures, now);
-        match which.map(|i| &evidence.targets[i]) {
-            Some(t) => ContainerOutcome {
-                container: c.name.clone(),
-                image: match &t.platform {
-                    Some(p) if decision.action != Action::Allow => format!("{shown_image} ({p})"),
-                    _ => shown_image.clone(),
-                },
-                digest: Some(t.digest.clone()),
-                rejected: match &t.findings {
-                    Ok(TargetFindings::Artifacts(set)) => set
-                        .rejected
-                        .iter()
-                        .take(5)
-                        .map(|(d, why)| format!("{d}: {}", crate::engine::truncate(why, 300)))
-                        .collect(),
-                    _ => Vec::new(),
-                },
-                decision,
-            },
-            None => outcome(decision, Some(digest)),
-        }
-    }
-
     /// Log line, metrics and Event for each audited or denied image.
-    fn trail(&self, review: &Review, outcome: &Outcome) {
-        let Some(w) = &outcome.workload else { return };
+    fn trail(&self, review: &Review, judged: &Judgement<'_>, decision: &AdmissionDecision) {
+        let w = judged.workload;
         let req = &review.request;
-        for c in &outcome.containers {
-            let Some(v) = c.decision.deciding() else {
-                continue;
-            };
-            if c.decision.action == Action::Allow {
+        let logged = tracing::enabled!(target: "portcullis::decision", tracing::Level::INFO);
+        for c in &judged.containers {
+            let action = c.ruling.action();
+            if action == Action::Allow {
                 continue;
             }
-            let rule = v.rule.as_deref().unwrap_or("-");
-            tracing::info!(
-                target: "portcullis::decision",
-                action = c.decision.action.as_str(),
-                audit_only = self.answer.audit_only,
-                rule,
-                violation = %v.message,
-                image = %c.image,
-                digest = c.digest.as_deref().unwrap_or("-"),
-                namespace = %w.namespace,
-                kind = %w.kind,
-                name = %shown(&w.name),
-                container = %c.container,
-                reason = v.reason.as_str(),
-                uid = %req.uid,
-                user = %shown(&req.user.username),
-                owner_ignored = w.owner_ignored,
-                rejected_artifacts = ?c.rejected,
-                dry_run = req.dry_run,
-                "image gated"
-            );
+            let (rule, reason) = match &c.ruling {
+                Ruling::Written(d) => match d.deciding() {
+                    Some(v) => (v.rule.as_deref().unwrap_or("-"), v.reason),
+                    None => continue,
+                },
+                Ruling::Pending(v) => match v.deciding() {
+                    Some(hit) => (
+                        hit.rule
+                            .and_then(|i| judged.snapshot.policies.rules().get(i as usize))
+                            .map_or("-", |r| r.name()),
+                        hit.reason,
+                    ),
+                    None => continue,
+                },
+            };
+            if logged {
+                let violation = judged.violation(c, 0);
+                tracing::info!(
+                    target: "portcullis::decision",
+                    action = action.as_str(),
+                    audit_only = self.answer.audit_only,
+                    rule,
+                    violation = %violation.message,
+                    image = %c.image,
+                    digest = judged.digest(c).unwrap_or("-"),
+                    namespace = %w.namespace,
+                    kind = %w.kind,
+                    name = %shown(&w.name),
+                    container = %c.container,
+                    reason = reason.as_str(),
+                    uid = %req.uid,
+                    user = %shown(&req.user.username),
+                    owner_ignored = w.owner_ignored,
+                    rejected_artifacts = ?judged.rejected(c),
+                    dry_run = req.dry_run,
+                    "image gated"
+                );
+            }
             self.metrics
-                .decision(c.decision.action.as_str(), rule, v.reason.as_str());
+                .decision(action.as_str(), rule, reason.as_str());
         }
         if let Some(events) = &self.events
             && !req.dry_run
-            && outcome.decision.action != Action::Allow
+            && decision.action != Action::Allow
         {
-            let (reason, type_) = match outcome.decision.action {
+            let (reason, type_) = match decision.action {
                 Action::Deny => ("GatingDeny", EventType::Warning),
                 _ => ("GatingAudit", EventType::Normal),
             };
-            let note = outcome
-                .decision
+            let note = decision
                 .message
                 .clone()
-                .or_else(|| outcome.decision.warnings.first().cloned());
+                .or_else(|| decision.warnings.first().cloned());
             let reference = ObjectReference {
                 api_version: Some(if req.kind.group.is_empty() {
                     req.kind.version.clone()
@@ -578,6 +638,178 @@ impl Gate {
             };
             events.publish(event, reference, &self.metrics);
         }
+    }
+}
+
+impl<'w> Judgement<'w> {
+    /// The answer: violations written out only where it shows them.
+    pub fn answer(&self, options: AnswerOptions) -> AdmissionDecision {
+        let items: Vec<Shown<'_, 'w>> = self
+            .containers
+            .iter()
+            .map(|c| Shown { judged: self, c })
+            .collect();
+        aggregate_judged(&items, options)
+    }
+
+    /// The subject and evidence a container was judged on.
+    fn basis<'a>(&'a self, c: &'a ContainerJudgement<'w>) -> Option<(Subject<'a>, Evidence<'a>)> {
+        let (slot, which) = c.basis?;
+        let image = self.images.get(slot)?;
+        let image_ref = image.parsed.as_ref().ok()?;
+        let s = subject(self.workload, c.container, Some(image_ref), None);
+        Some(match image.evidence.as_deref() {
+            None => (s, NO_FINDINGS),
+            Some(ev) => match &ev.digest {
+                Err(f) => (
+                    s,
+                    Evidence::Failed {
+                        class: f.class,
+                        detail: &f.detail,
+                    },
+                ),
+                Ok(digest) => {
+                    let s = Subject {
+                        digest: Some(digest),
+                        ..s
+                    };
+                    match which.and_then(|i| ev.targets.get(i)) {
+                        Some(t) => (
+                            Subject {
+                                digest: Some(&t.digest),
+                                ..s
+                            },
+                            engine_target(t).evidence,
+                        ),
+                        None => (s, NO_FINDINGS),
+                    }
+                }
+            },
+        })
+    }
+
+    /// Violation `i` of container `c`, written out.
+    pub fn violation<'a>(&'a self, c: &'a ContainerJudgement<'w>, i: usize) -> Cow<'a, Violation> {
+        match &c.ruling {
+            Ruling::Written(d) => Cow::Borrowed(&d.violations[i]),
+            Ruling::Pending(v) => {
+                let hit = &v.hits[i];
+                let policies = &self.snapshot.policies;
+                Cow::Owned(match self.basis(c) {
+                    Some((s, evidence)) => {
+                        policies.render(hit, &s, evidence, &self.failures, &self.at)
+                    }
+                    None => {
+                        let s = subject(self.workload, c.container, None, None);
+                        policies.render(hit, &s, NO_FINDINGS, &self.failures, &self.at)
+                    }
+                })
+            }
+        }
+    }
+
+    /// The digest judged for `c` (the deciding platform's, for an index).
+    pub fn digest(&self, c: &ContainerJudgement<'_>) -> Option<&str> {
+        let (slot, which) = c.basis?;
+        let ev = self.images.get(slot)?.evidence.as_deref()?;
+        match which.and_then(|i| ev.targets.get(i)) {
+            Some(t) => Some(&t.digest),
+            None => ev.digest.as_deref().ok(),
+        }
+    }
+
+    /// Signed artifacts of the judged target that no producer verified
+    /// (`digest: why`), for the log line.
+    pub fn rejected(&self, c: &ContainerJudgement<'_>) -> Vec<String> {
+        let Some((slot, Some(which))) = c.basis else {
+            return Vec::new();
+        };
+        let Some(t) = self
+            .images
+            .get(slot)
+            .and_then(|i| i.evidence.as_deref())
+            .and_then(|ev| ev.targets.get(which))
+        else {
+            return Vec::new();
+        };
+        match &t.findings {
+            Ok(TargetFindings::Artifacts(set)) => set
+                .rejected
+                .iter()
+                .take(5)
+                .map(|(d, why)| format!("{d}: {}", crate::engine::truncate(why, 300)))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A container as the answer sees it.
+struct Shown<'j, 'w> {
+    judged: &'j Judgement<'w>,
+    c: &'j ContainerJudgement<'w>,
+}
+
+impl Judged for Shown<'_, '_> {
+    fn image(&self) -> &str {
+        &self.c.image
+    }
+
+    fn action(&self) -> Action {
+        self.c.ruling.action()
+    }
+
+    fn violations(&self) -> usize {
+        match &self.c.ruling {
+            Ruling::Written(d) => d.violations.len(),
+            Ruling::Pending(v) => v.hits.len(),
+        }
+    }
+
+    fn violation_action(&self, i: usize) -> Action {
+        match &self.c.ruling {
+            Ruling::Written(d) => d.violations[i].action,
+            Ruling::Pending(v) => v.hits[i].action,
+        }
+    }
+
+    fn violation(&self, i: usize) -> Cow<'_, Violation> {
+        self.judged.violation(self.c, i)
+    }
+}
+
+/// The engine's view of a looked-up target.
+fn engine_target(t: &LookupTarget) -> TargetEvidence<'_> {
+    TargetEvidence {
+        digest: &t.digest,
+        evidence: match &t.findings {
+            Ok(TargetFindings::Artifacts(set)) => Evidence::Artifacts(set),
+            Ok(TargetFindings::NotScanned) => NO_FINDINGS,
+            Ok(TargetFindings::Malformed(d)) => Evidence::Failed {
+                class: FailureClass::MalformedFindings,
+                detail: d,
+            },
+            Err(f) => Evidence::Failed {
+                class: f.class,
+                detail: &f.detail,
+            },
+        },
+    }
+}
+
+/// Evidence of nothing attached.
+const NO_FINDINGS: Evidence<'static> = Evidence::Failed {
+    class: FailureClass::NoFindings,
+    detail: "",
+};
+
+/// Where to look an image up, with these credentials.
+fn target(snapshot: &Snapshot, image: &ImageRef, credentials: Credentials) -> Target {
+    Target {
+        label: registry_label(snapshot, image.registry_host()),
+        registry: image.registry_host().clone(),
+        repository: image.repository().to_owned(),
+        credentials,
     }
 }
 
@@ -628,10 +860,10 @@ pub fn registry_label(snapshot: &Snapshot, registry: &RegistryHost) -> Arc<str> 
 
 /// The image as messages show it: capped, and for an image volume followed
 /// by `(volume:<name>)` so the user knows which part of the spec it is.
-fn shown_image(c: &GatedContainer) -> String {
+fn shown_image(c: &GatedContainer) -> Cow<'_, str> {
     match c.kind {
-        ContainerKind::ImageVolume => format!("{} ({})", shown(&c.image), c.name),
-        _ => shown(&c.image).into_owned(),
+        ContainerKind::ImageVolume => Cow::Owned(format!("{} ({})", shown(&c.image), c.name)),
+        _ => shown(&c.image),
     }
 }
 

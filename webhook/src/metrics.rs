@@ -6,10 +6,12 @@
 //! of four, `registry` a configured pattern or well-known registry (decided
 //! by the caller, see `gate.rs`), `rule` a policy name (written by admins).
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 use crate::admission::GATED_KINDS;
@@ -35,6 +37,39 @@ pub struct Metrics {
     verifications: IntCounterVec,
     identity_exchanges: IntCounterVec,
     access_usable: IntGaugeVec,
+    /// Admission series by (kind, operation, decision) and latency by kind,
+    /// resolved on first use: a label lookup per request was a measurable
+    /// part of a warm admission.
+    resolved: Arc<Resolved>,
+}
+
+/// Label values of the admission series, as indexes.
+const OPERATIONS: [&str; 5] = ["CREATE", "UPDATE", "DELETE", "CONNECT", "other"];
+const DECISIONS: [&str; 3] = ["Allow", "Audit", "Deny"];
+const KINDS: usize = GATED_KINDS.len() + 1;
+
+struct Resolved {
+    requests: [OnceLock<IntCounter>; KINDS * OPERATIONS.len() * DECISIONS.len()],
+    latency: [OnceLock<Histogram>; KINDS],
+}
+
+/// One series of a counter family, resolved on first use (so it appears
+/// in `/metrics` once counted, as with `with_label_values`) and then
+/// incremented without a label lookup.
+#[derive(Clone)]
+pub struct Counter {
+    family: IntCounterVec,
+    labels: [&'static str; 2],
+    series: Arc<OnceLock<IntCounter>>,
+}
+
+impl Counter {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.series
+            .get_or_init(|| self.family.with_label_values(&self.labels))
+            .inc();
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -54,6 +89,13 @@ fn kind_label(kind: &str) -> &str {
         .find(|k| **k == kind)
         .copied()
         .unwrap_or("other")
+}
+
+fn kind_index(kind: &str) -> usize {
+    GATED_KINDS
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or(GATED_KINDS.len())
 }
 
 fn operation_label(operation: &str) -> &str {
@@ -157,6 +199,10 @@ impl Metrics {
                 ),
                 &["registry_access"],
             )?,
+            resolved: Arc::new(Resolved {
+                requests: std::array::from_fn(|_| OnceLock::new()),
+                latency: std::array::from_fn(|_| OnceLock::new()),
+            }),
             registry,
         };
         m.reload_success.set(1);
@@ -191,12 +237,32 @@ impl Metrics {
 
     /// One answered admission request (`kind` and `operation` are bounded here).
     pub fn admission(&self, kind: &str, operation: &str, decision: &str, took: Duration) {
-        let kind = kind_label(kind);
-        self.admission_requests
-            .with_label_values(&[kind, operation_label(operation), decision])
-            .inc();
-        self.admission_latency
-            .with_label_values(&[kind])
+        let k = kind_index(kind);
+        let operation = operation_label(operation);
+        let o = OPERATIONS
+            .iter()
+            .position(|x| *x == operation)
+            .unwrap_or(OPERATIONS.len() - 1);
+        match DECISIONS.iter().position(|d| *d == decision) {
+            Some(d) => self.resolved.requests[(k * OPERATIONS.len() + o) * DECISIONS.len() + d]
+                .get_or_init(|| {
+                    self.admission_requests.with_label_values(&[
+                        kind_label(kind),
+                        operation,
+                        decision,
+                    ])
+                })
+                .inc(),
+            None => self
+                .admission_requests
+                .with_label_values(&[kind_label(kind), operation, decision])
+                .inc(),
+        }
+        self.resolved.latency[k]
+            .get_or_init(|| {
+                self.admission_latency
+                    .with_label_values(&[kind_label(kind)])
+            })
             .observe(took.as_secs_f64());
     }
 
@@ -220,6 +286,15 @@ impl Metrics {
     /// One cache lookup (`hit`, `stale` or `miss`).
     pub fn cache(&self, cache: &str, result: &str) {
         self.cache.with_label_values(&[cache, result]).inc();
+    }
+
+    /// The series of one cache and result, to count without a label lookup.
+    pub fn cache_counter(&self, cache: &'static str, result: &'static str) -> Counter {
+        Counter {
+            family: self.cache.clone(),
+            labels: [cache, result],
+            series: Arc::default(),
+        }
     }
 
     /// Rules in force.

@@ -9,7 +9,7 @@
 //! over a report manifest (a message-signature bundle among the report's own
 //! referrers, or a classic cosign `sha256-<report>.sig`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use futures::StreamExt;
 use jiff::Timestamp;
@@ -116,15 +116,15 @@ fn candidate(d: &Descriptor) -> Option<Candidate> {
     }
 }
 
-/// One thing learned from one referrer.
+/// One thing learned from one referrer, as the artifacts cache keeps it:
+/// a report's summary is referred to, not kept (image evidence keeps it and
+/// pays for it; a refresh of that evidence finds it here).
 #[derive(Debug, Clone)]
 pub(super) enum Piece {
     /// A findings report.
     Report {
         artifact: Arc<str>,
-        summary: Arc<ScanSummary>,
-        /// Where each report finding sits in `summary` (for VEX).
-        positions: Arc<[u32]>,
+        summary: Weak<ScanSummary>,
         /// The report's layer, to read its findings again for VEX.
         layer: Option<String>,
         claimed_time: Option<Timestamp>,
@@ -146,12 +146,76 @@ impl Piece {
     pub(super) fn approx_bytes(&self) -> usize {
         match self {
             Piece::Report {
-                summary, positions, ..
-            } => summary.approx_bytes() + positions.len() * 4 + 128,
+                artifact,
+                layer,
+                verified,
+                ..
+            } => {
+                160 + artifact.len()
+                    + layer.as_ref().map_or(0, String::len)
+                    + verified.iter().map(|(p, _)| p.len() + 48).sum::<usize>()
+            }
             Piece::Vex { document, .. } => 256 + document.statements.len() * 256,
             Piece::Rejected { why, .. } => 96 + why.len(),
             Piece::Unusable(why) => why.len(),
         }
+    }
+}
+
+/// A piece in use: a report's summary held.
+#[derive(Debug, Clone)]
+pub(super) enum Live {
+    /// A findings report.
+    Report {
+        artifact: Arc<str>,
+        summary: Arc<ScanSummary>,
+        layer: Option<String>,
+        claimed_time: Option<Timestamp>,
+        verified: Vec<(Arc<str>, Option<Timestamp>)>,
+    },
+    /// Anything else, as cached.
+    Other(Piece),
+}
+
+impl Live {
+    /// As the cache keeps it.
+    fn cached(&self) -> Piece {
+        match self {
+            Live::Report {
+                artifact,
+                summary,
+                layer,
+                claimed_time,
+                verified,
+            } => Piece::Report {
+                artifact: artifact.clone(),
+                summary: Arc::downgrade(summary),
+                layer: layer.clone(),
+                claimed_time: *claimed_time,
+                verified: verified.clone(),
+            },
+            Live::Other(p) => p.clone(),
+        }
+    }
+
+    /// In use again, if its summary is still held.
+    fn revive(piece: &Piece) -> Option<Live> {
+        Some(match piece {
+            Piece::Report {
+                artifact,
+                summary,
+                layer,
+                claimed_time,
+                verified,
+            } => Live::Report {
+                artifact: artifact.clone(),
+                summary: summary.upgrade()?,
+                layer: layer.clone(),
+                claimed_time: *claimed_time,
+                verified: verified.clone(),
+            },
+            other => Live::Other(other.clone()),
+        })
     }
 }
 
@@ -214,7 +278,7 @@ impl LookupState {
         candidates.sort_by(|(ka, a), (kb, b)| ka.cmp(kb).then(b.created().cmp(&a.created())));
         let digests = DigestSet::new(acceptable.iter().map(String::as_str));
         let now = Timestamp::now();
-        let examined: Vec<Result<Arc<[Piece]>, RegistryError>> = futures::stream::iter(candidates)
+        let examined: Vec<Result<Vec<Live>, RegistryError>> = futures::stream::iter(candidates)
             .map(|(kind, d)| {
                 let digests = &digests;
                 async move {
@@ -225,9 +289,9 @@ impl LookupState {
             .buffered(ARTIFACT_FAN_OUT)
             .collect()
             .await;
-        let mut pieces: Vec<Piece> = Vec::new();
+        let mut pieces: Vec<Live> = Vec::new();
         for e in examined {
-            pieces.extend(e?.iter().cloned());
+            pieces.extend(e?);
         }
         self.assemble(target, acceptable, pieces).await
     }
@@ -242,36 +306,40 @@ impl LookupState {
         digests: &DigestSet,
         producers: &ProducerSet,
         now: Timestamp,
-    ) -> Result<Arc<[Piece]>, RegistryError> {
+    ) -> Result<Vec<Live>, RegistryError> {
         let mut acceptable: Vec<String> = digests.iter().collect();
         acceptable.sort();
-        let key = format!(
-            "{}|{}|{}|{}",
-            super::lookup::manifest_key(target, &d.digest),
-            acceptable.join(","),
-            producers.fingerprint(),
-            kind as u8
-        );
-        if let Some(p) = self.artifacts.get(&key).await {
-            self.metrics.cache("artifact", "hit");
-            return Ok(p);
+        let mut key = super::lookup::repo_key("artifact", target, &d.digest);
+        for a in &acceptable {
+            key.push(a);
         }
-        self.metrics.cache("artifact", "miss");
-        let pieces: Arc<[Piece]> = match self
+        let key = key
+            .push(producers.fingerprint())
+            .push_u64(kind as u64)
+            .finish();
+        if let Some(cached) = self.artifacts.get(&key).await
+            && let Some(live) = cached.iter().map(Live::revive).collect::<Option<Vec<_>>>()
+        {
+            self.artifact_counters.hit();
+            return Ok(live);
+        }
+        self.artifact_counters.miss();
+        let live: Vec<Live> = match self
             .examine_uncached(target, kind, d, digests, producers, now)
             .await
         {
-            Ok(p) => Arc::from(p),
+            Ok(p) => p,
             Err(e)
                 if e.class(Operation::Blob)
                     == portcullis_core::engine::FailureClass::MalformedFindings =>
             {
-                Arc::from(vec![Piece::Unusable(e.to_string())])
+                vec![Live::Other(Piece::Unusable(e.to_string()))]
             }
             Err(e) => return Err(e),
         };
-        self.artifacts.insert(key, pieces.clone()).await;
-        Ok(pieces)
+        let cached: Arc<[Piece]> = live.iter().map(Live::cached).collect();
+        self.artifacts.insert(key, cached).await;
+        Ok(live)
     }
 
     async fn examine_uncached(
@@ -282,7 +350,7 @@ impl LookupState {
         digests: &DigestSet,
         producers: &ProducerSet,
         now: Timestamp,
-    ) -> Result<Vec<Piece>, RegistryError> {
+    ) -> Result<Vec<Live>, RegistryError> {
         let artifact: Arc<str> = Arc::from(d.digest.as_str());
         let (manifest_bytes, manifest) = self.artifact_manifest(target, &d.digest).await?;
         let Some(layer) = manifest
@@ -292,17 +360,17 @@ impl LookupState {
             .iter()
             .find(|l| is_digest(&l.digest))
         else {
-            return Ok(vec![Piece::Unusable(format!(
+            return Ok(vec![Live::Other(Piece::Unusable(format!(
                 "artifact {}: no layer",
                 d.digest
-            ))]);
+            )))]);
         };
         let limits = self.settings.report_limits;
         if usize::try_from(layer.size).map_or(true, |s| s > limits.max_bytes) {
-            return Ok(vec![Piece::Unusable(format!(
+            return Ok(vec![Live::Other(Piece::Unusable(format!(
                 "artifact {}: findings of {} bytes exceed the {}-byte limit",
                 d.digest, layer.size, limits.max_bytes
-            ))]);
+            )))]);
         }
         let blob = self
             .client
@@ -345,10 +413,10 @@ impl LookupState {
                 .find_map(|v| v.statement().map(|(_, payload)| payload.to_vec()));
             let mut pieces = Vec::new();
             if verified.is_empty() && !producers.is_empty() {
-                pieces.push(Piece::Rejected {
+                pieces.push(Live::Other(Piece::Rejected {
                     artifact: artifact.clone(),
                     why: rejections.join("; "),
-                });
+                }));
             }
             // Unverified envelopes still serve rules without trusted producers
             // (as before); unverified bundles were never read and are not now.
@@ -363,14 +431,11 @@ impl LookupState {
             };
             match parse_report_with(&content, hint, limits) {
                 Ok(report) => {
-                    let (summary, positions) = ScanSummary::with_positions(
-                        &report.findings,
-                        claimed.or(report.scanned_at),
-                    );
-                    pieces.push(Piece::Report {
+                    let summary =
+                        ScanSummary::from_findings(&report.findings, claimed.or(report.scanned_at));
+                    pieces.push(Live::Report {
                         artifact,
                         summary: Arc::new(summary),
-                        positions: Arc::from(positions),
                         layer: Some(layer.digest.clone()),
                         claimed_time: claimed.or(report.scanned_at),
                         verified: verified
@@ -390,16 +455,19 @@ impl LookupState {
                     Ok(document) => {
                         let document = Arc::new(document);
                         for v in &verified {
-                            pieces.push(Piece::Vex {
+                            pieces.push(Live::Other(Piece::Vex {
                                 producer: Arc::from(v.producer.as_str()),
                                 document: document.clone(),
-                            });
+                            }));
                         }
                     }
                     Err(_) if matches!(e, FindingsError::NotFindings(_)) => {
-                        pieces.push(Piece::Unusable(format!("{NOT_FINDINGS}{e}")));
+                        pieces.push(Live::Other(Piece::Unusable(format!("{NOT_FINDINGS}{e}"))));
                     }
-                    Err(_) => pieces.push(Piece::Unusable(format!("artifact {}: {e}", d.digest))),
+                    Err(_) => pieces.push(Live::Other(Piece::Unusable(format!(
+                        "artifact {}: {e}",
+                        d.digest
+                    )))),
                 },
             }
             return Ok(pieces);
@@ -419,12 +487,18 @@ impl LookupState {
         let report = match parse_report_with(&blob, hint, limits) {
             Ok(r) => r,
             Err(FindingsError::NotFindings(what)) => {
-                return Ok(vec![Piece::Unusable(format!("{NOT_FINDINGS}{what}"))]);
+                return Ok(vec![Live::Other(Piece::Unusable(format!(
+                    "{NOT_FINDINGS}{what}"
+                )))]);
             }
-            Err(e) => return Ok(vec![Piece::Unusable(format!("artifact {}: {e}", d.digest))]),
+            Err(e) => {
+                return Ok(vec![Live::Other(Piece::Unusable(format!(
+                    "artifact {}: {e}",
+                    d.digest
+                )))]);
+            }
         };
-        let (summary, positions) =
-            ScanSummary::with_positions(&report.findings, claimed.or(report.scanned_at));
+        let summary = ScanSummary::from_findings(&report.findings, claimed.or(report.scanned_at));
         let mut pieces = Vec::new();
         let mut verified = Vec::new();
         if !producers.is_empty() {
@@ -438,16 +512,15 @@ impl LookupState {
                 ));
             }
             if verified.is_empty() && !rejected.is_empty() {
-                pieces.push(Piece::Rejected {
+                pieces.push(Live::Other(Piece::Rejected {
                     artifact: artifact.clone(),
                     why: rejected.join("; "),
-                });
+                }));
             }
         }
-        pieces.push(Piece::Report {
+        pieces.push(Live::Report {
             artifact,
             summary: Arc::new(summary),
-            positions: Arc::from(positions),
             layer: Some(layer.digest.clone()),
             claimed_time: claimed.or(report.scanned_at),
             verified,
@@ -485,7 +558,14 @@ impl LookupState {
     ) -> (Vec<Verified>, Vec<String>) {
         let mut ok = Vec::new();
         let mut rejected = Vec::new();
-        if let Ok(Some(bytes)) = self.client.referrers(target, report).await
+        // Both places a signature may be, asked at once.
+        let tag = format!("{}.sig", report.replacen(':', "-", 1));
+        let (listed, cosign) = futures::join!(
+            self.referrers(target, report),
+            self.client
+                .manifest(target, &tag, ARTIFACT_ACCEPT, Operation::ArtifactManifest)
+        );
+        if let Ok(Some(bytes)) = listed
             && let Ok(index) = serde_json::from_slice::<Manifest>(&bytes)
         {
             let bundles = index
@@ -520,11 +600,7 @@ impl LookupState {
                 }
             }
         }
-        let tag = format!("{}.sig", report.replacen(':', "-", 1));
-        if let Ok(sig) = self
-            .client
-            .manifest(target, &tag, ARTIFACT_ACCEPT, Operation::ArtifactManifest)
-            .await
+        if let Ok(sig) = cosign
             && let Ok(m) = serde_json::from_slice::<Manifest>(&sig.bytes)
         {
             for layer in m
@@ -563,7 +639,7 @@ impl LookupState {
         &self,
         target: &Target,
         acceptable: &[String],
-        pieces: Vec<Piece>,
+        pieces: Vec<Live>,
     ) -> Result<Gathered, RegistryError> {
         let mut set = ArtifactSet::default();
         let mut vex: Vec<(Arc<str>, Arc<VexDocument>)> = Vec::new();
@@ -571,18 +647,20 @@ impl LookupState {
         let mut reports = Vec::new();
         for p in pieces {
             match p {
-                Piece::Report { .. } => reports.push(p),
-                Piece::Vex { producer, document } => vex.push((producer, document)),
-                Piece::Rejected { artifact, why } => set.rejected.push((artifact, why)),
-                Piece::Unusable(why) => unusable = why,
+                Live::Report { .. } => reports.push(p),
+                Live::Other(Piece::Vex { producer, document }) => vex.push((producer, document)),
+                Live::Other(Piece::Rejected { artifact, why }) => {
+                    set.rejected.push((artifact, why))
+                }
+                Live::Other(Piece::Unusable(why)) => unusable = why,
+                Live::Other(Piece::Report { .. }) => {}
             }
         }
         let image_digests: Vec<&str> = acceptable.iter().map(String::as_str).collect();
         for r in reports {
-            let Piece::Report {
+            let Live::Report {
                 artifact,
                 summary,
-                positions,
                 layer,
                 claimed_time,
                 verified,
@@ -594,6 +672,8 @@ impl LookupState {
             if !vex.is_empty()
                 && let Some(findings) = self.report_findings(target, layer.as_deref()).await
             {
+                // Where each finding sits in the summary's order.
+                let positions = ScanSummary::positions(&findings);
                 let mut producers: Vec<&Arc<str>> = vex.iter().map(|(p, _)| p).collect();
                 producers.sort();
                 producers.dedup();

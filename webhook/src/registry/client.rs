@@ -268,6 +268,19 @@ impl RegistryClient {
         target: &Target,
         digest: &str,
     ) -> Result<Option<Bytes>, RegistryError> {
+        match self.referrers_api(target, digest).await? {
+            Some(bytes) => Ok(Some(bytes)),
+            None => self.referrers_tag(target, digest).await,
+        }
+    }
+
+    /// The referrers API alone: `None` when the registry has none (404, or
+    /// 400/405, as some registries answer unknown endpoints).
+    pub async fn referrers_api(
+        &self,
+        target: &Target,
+        digest: &str,
+    ) -> Result<Option<Bytes>, RegistryError> {
         if !is_digest(digest) {
             return Err(RegistryError::BadContent {
                 url: digest.to_owned(),
@@ -283,13 +296,26 @@ impl RegistryClient {
                 let bytes = self
                     .read_capped(resp, &url, self.settings.max_manifest_bytes)
                     .await?;
-                return Ok(Some(bytes));
+                Ok(Some(bytes))
             }
-            // 404: no referrers API (distribution 2.8). 400/405: some registries
-            // answer that way for unknown endpoints. Fall back to the tag.
-            Err(RegistryError::NotFound { .. }) => {}
-            Err(RegistryError::Status { status, .. }) if status == 400 || status == 405 => {}
-            Err(e) => return Err(e),
+            Err(RegistryError::NotFound { .. }) => Ok(None),
+            Err(RegistryError::Status { status, .. }) if status == 400 || status == 405 => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The `sha256-<hex>` fallback tag alone (registries without the
+    /// referrers API): `None` when nothing is attached.
+    pub async fn referrers_tag(
+        &self,
+        target: &Target,
+        digest: &str,
+    ) -> Result<Option<Bytes>, RegistryError> {
+        if !is_digest(digest) {
+            return Err(RegistryError::BadContent {
+                url: digest.to_owned(),
+                message: "not a digest".into(),
+            });
         }
         let tag = digest.replacen(':', "-", 1);
         match self

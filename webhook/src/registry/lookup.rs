@@ -1,11 +1,25 @@
 //! Image → findings: resolve the tag, expand an index into platforms, find
-//! each target's newest usable findings artifact among its referrers, fetch
-//! and normalise it. Every step is cached as DESIGN §4 says and concurrent
-//! identical lookups share one registry request.
+//! each target's findings artifacts among its referrers, fetch and
+//! normalise them (DESIGN §4).
+//!
+//! Caches, one `--cache-max-bytes` budget between them ([`CacheBudget`]):
+//! - `front`: an image's whole evidence (digest, platforms, artifact sets)
+//!   by image reference, credentials and producers. A warm admission reads
+//!   one entry per image and nothing else. It is the only cache that holds
+//!   findings summaries, and it weighs them; fresh as long as its parts
+//!   (tag and referrer list, 60 s), then served stale while one refresh runs.
+//!   Concurrent misses of one image share one lookup.
+//! - `tags` (tag → digest, stale-while-revalidate), `manifests` (immutable),
+//!   `unlisted` (targets with nothing usable attached, 10 s), `artifacts`
+//!   (what each referrer yielded; immutable, so a refresh re-reads only the
+//!   referrer list). `artifacts` refers to summaries without keeping them:
+//!   a summary lives as long as an image's evidence that uses it.
+//!
+//! Keys are 128-bit keyed hashes of their parts ([`crate::cache::Key`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use jiff::Timestamp;
@@ -13,10 +27,11 @@ use moka::future::Cache;
 use serde::Deserialize;
 
 use super::artifacts::{Gathered, Piece, ProducerSet};
+use super::auth::Credentials;
 use super::client::{IMAGE_ACCEPT, RegistryClient, Target, is_digest};
 use super::error::{Operation, RegistryError};
-use crate::cache::{Freshness, SwrCache, weight};
-use crate::engine::{ArtifactSet, FailureClass};
+use crate::cache::{Counters, Freshness, Key, KeyBuilder, SwrCache, weight};
+use crate::engine::{ArtifactSet, FailureClass, Interner};
 use crate::findings::Limits;
 use crate::metrics::Metrics;
 use crate::reference::ImageRef;
@@ -31,7 +46,8 @@ pub struct LookupSettings {
     /// How long "no findings attached" is believed.
     pub no_findings: Duration,
     /// Memory for the lookup caches together (tags, referrer results,
-    /// manifests, reports), in bytes; split by [`CacheBudget`].
+    /// manifests, reports) and the vulnerability-ID interner, in bytes;
+    /// split by [`CacheBudget`].
     pub max_cache_bytes: u64,
     /// Platforms judged per index; an index with more is `LimitExceeded`.
     pub max_platforms: usize,
@@ -108,20 +124,73 @@ impl ImageEvidence {
             targets: Vec::new(),
         }
     }
+
+    /// Bytes held, each artifact set once (an index's platforms without
+    /// findings of their own share the index's).
+    fn approx_bytes(&self) -> usize {
+        let mut seen: Vec<*const ArtifactSet> = Vec::new();
+        let mut bytes = 96 + self.digest.as_ref().map_or(0, String::len);
+        for t in &self.targets {
+            bytes += 96 + t.digest.len() + t.platform.as_ref().map_or(0, String::len);
+            bytes += match &t.findings {
+                Ok(TargetFindings::Artifacts(set)) => {
+                    let p = Arc::as_ptr(set);
+                    if seen.contains(&p) {
+                        0
+                    } else {
+                        seen.push(p);
+                        set_bytes(set)
+                    }
+                }
+                Ok(TargetFindings::NotScanned) => 0,
+                Ok(TargetFindings::Malformed(why)) => why.len(),
+                Err(f) => f.detail.len(),
+            };
+        }
+        bytes
+    }
 }
 
-/// How one `--cache-max-bytes` budget is shared: reports hold almost all
-/// the bytes; the rest are small, numerous entries.
+/// Bytes an artifact set holds, its summaries included.
+fn set_bytes(set: &ArtifactSet) -> usize {
+    64 + set
+        .artifacts
+        .iter()
+        .map(|a| {
+            a.digest.len()
+                + 128
+                + a.summary.approx_bytes()
+                + a.verified.iter().map(|(p, _)| p.len() + 48).sum::<usize>()
+                + a.vex
+                    .iter()
+                    .map(|(p, v)| p.len() + v.len() * 4 + 64)
+                    .sum::<usize>()
+        })
+        .sum::<usize>()
+        + set
+            .rejected
+            .iter()
+            .map(|(d, w)| d.len() + w.len() + 64)
+            .sum::<usize>()
+}
+
+/// How one `--cache-max-bytes` budget is shared: image evidence (which
+/// holds the findings summaries) takes most; the interned vulnerability IDs
+/// a bounded share; the rest are small, numerous entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheBudget {
-    /// Examined artifacts (findings summaries) by digest.
+    /// Image evidence, findings summaries included (`front`).
     pub reports: u64,
+    /// Vulnerability IDs interned for summaries.
+    pub interner: u64,
     /// Manifests by digest.
     pub manifests: u64,
     /// Tag → digest.
     pub tags: u64,
-    /// Referrer results by digest.
+    /// Referrer results with nothing usable attached.
     pub referrers: u64,
+    /// What each examined referrer yielded (without the summaries).
+    pub artifacts: u64,
     /// Registry bearer tokens (held by the client).
     pub tokens: u64,
 }
@@ -131,10 +200,12 @@ impl CacheBudget {
     pub fn split(total: u64) -> Self {
         let part = |pct: u64| total / 100 * pct;
         CacheBudget {
-            reports: part(76),
-            manifests: part(8),
-            tags: part(6),
-            referrers: part(6),
+            reports: part(70),
+            interner: part(10),
+            manifests: part(4),
+            tags: part(4),
+            referrers: part(4),
+            artifacts: part(4),
             tokens: part(4),
         }
     }
@@ -158,8 +229,27 @@ impl ManifestKind {
     }
 }
 
-/// Looks up images' findings; cheap to clone (one `Arc`), which matters
-/// because every cached lookup hands a clone to its would-be refresh.
+/// An image's evidence in the front cache, with until when it is fresh and
+/// whether it may be served after that while it is refreshed.
+#[derive(Clone)]
+struct Fronted {
+    evidence: Arc<ImageEvidence>,
+    fresh_until: Instant,
+    serve_stale: bool,
+}
+
+/// What the front cache says about an image.
+pub enum Cached {
+    /// Fresh: use it.
+    Fresh(Arc<ImageEvidence>),
+    /// Past its freshness: use it, and refresh it
+    /// ([`ImageLookup::refresh`]).
+    Stale(Arc<ImageEvidence>),
+    /// Not there (or not to be served): look it up.
+    Miss,
+}
+
+/// Looks up images' findings; cheap to clone (one `Arc`).
 #[derive(Clone)]
 pub struct ImageLookup(Arc<LookupState>);
 
@@ -175,66 +265,119 @@ impl std::ops::Deref for ImageLookup {
 pub struct LookupState {
     pub(super) client: RegistryClient,
     pub(super) settings: LookupSettings,
+    front: Cache<Key, Fronted>,
+    /// Front keys being refreshed (one refresh per key).
+    refreshing: Cache<Key, ()>,
+    /// Registries that answered that they have no referrers API, for a while:
+    /// their referrers are read from the `sha256-` tag straight away.
+    no_referrers_api: Cache<String, ()>,
     tags: SwrCache<String>,
-    findings: SwrCache<TargetFindings>,
+    unlisted: Cache<Key, (TargetFindings, Instant)>,
     /// Manifests by digest are immutable.
-    manifests: Cache<String, Arc<ManifestKind>>,
+    manifests: Cache<Key, Arc<ManifestKind>>,
     /// What each referrer yielded, by its digest, what it was judged
     /// against and the producers in force (see `artifacts.rs`).
-    pub(super) artifacts: Cache<String, Arc<[Piece]>>,
+    pub(super) artifacts: Cache<Key, Arc<[Piece]>>,
+    front_counters: Counters,
+    referrer_counters: Counters,
+    manifest_counters: Counters,
+    pub(super) artifact_counters: Counters,
     pub(super) metrics: Arc<Metrics>,
+}
+
+/// A small identity of credentials for keys: two lookups share cached
+/// content only with the same credentials (the first 8 bytes of SHA-256
+/// over user and secret, as [`Credentials::fingerprint`] shows them).
+fn credential_id(credentials: &Credentials) -> u64 {
+    match credentials {
+        Credentials::Anonymous => 0,
+        Credentials::Basic { username, password } => {
+            use sha2::{Digest as _, Sha256};
+            let mut h = Sha256::new();
+            h.update(username.as_bytes());
+            h.update([0]);
+            h.update(password.as_bytes());
+            let d = h.finalize();
+            let mut first = [0u8; 8];
+            first.copy_from_slice(&d[..8]);
+            u64::from_be_bytes(first) | 1
+        }
+    }
+}
+
+/// The key of something stored under a digest (or tag) in a repository,
+/// for these credentials.
+pub(super) fn repo_key(kind: &str, target: &Target, reference: &str) -> KeyBuilder {
+    let mut k = KeyBuilder::new(kind);
+    k.push(target.registry.as_str())
+        .push(&target.repository)
+        .push(reference)
+        .push_u64(credential_id(&target.credentials));
+    k
+}
+
+/// The front key of an image: its registry, repository, tag or digest
+/// (the digest decides when both are given), credentials and producers.
+fn front_key(image: &ImageRef, credentials: &Credentials, producers: &ProducerSet) -> Key {
+    let mut k = KeyBuilder::new("image");
+    k.push(image.registry()).push(image.repository());
+    match image.digest() {
+        Some(d) => k.push_u64(1).push(d),
+        None => k.push_u64(0).push(image.tag().unwrap_or("latest")),
+    };
+    k.push_u64(credential_id(credentials))
+        .push(producers.fingerprint())
+        .finish()
 }
 
 impl ImageLookup {
     /// A lookup over `client`.
     pub fn new(client: RegistryClient, settings: LookupSettings, metrics: Arc<Metrics>) -> Self {
         let budget = CacheBudget::split(settings.max_cache_bytes);
+        Interner::global()
+            .set_max_bytes(Some(usize::try_from(budget.interner).unwrap_or(usize::MAX)));
+        let kept = settings.fresh + settings.max_stale;
         ImageLookup(Arc::new(LookupState {
-            tags: SwrCache::new(
-                "tag",
-                budget.tags,
-                settings.fresh + settings.max_stale,
-                String::len,
-                metrics.clone(),
-            ),
-            findings: SwrCache::new(
-                "referrers",
-                budget.referrers,
-                settings.fresh + settings.max_stale,
-                |f: &TargetFindings| match f {
-                    // The summaries themselves are weighed in `artifacts`.
-                    TargetFindings::Artifacts(set) => {
-                        64 + set
-                            .artifacts
-                            .iter()
-                            .map(|a| {
-                                a.digest.len()
-                                    + 64
-                                    + a.verified.len() * 32
-                                    + a.vex.iter().map(|(_, v)| v.len() * 4 + 32).sum::<usize>()
-                            })
-                            .sum::<usize>()
-                            + set
-                                .rejected
-                                .iter()
-                                .map(|(d, w)| d.len() + w.len())
-                                .sum::<usize>()
-                    }
-                    TargetFindings::NotScanned => 8,
-                    TargetFindings::Malformed(why) => why.len(),
-                },
-                metrics.clone(),
-            ),
+            front: Cache::builder()
+                .weigher(|_: &Key, v: &Fronted| weight(16 + v.evidence.approx_bytes()))
+                .max_capacity(budget.reports)
+                .time_to_live(kept)
+                .build(),
+            refreshing: Cache::builder()
+                .max_capacity(64 * 1024)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+            no_referrers_api: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(REFERRERS_API_MEMORY)
+                .build(),
+            tags: SwrCache::new("tag", budget.tags, kept, String::len, &metrics),
+            unlisted: Cache::builder()
+                .weigher(|_: &Key, v: &(TargetFindings, Instant)| {
+                    weight(
+                        32 + match &v.0 {
+                            TargetFindings::Malformed(why) => why.len(),
+                            _ => 8,
+                        },
+                    )
+                })
+                .max_capacity(budget.referrers)
+                .time_to_live(settings.no_findings)
+                .build(),
             manifests: Cache::builder()
-                .weigher(|k: &String, v: &Arc<ManifestKind>| weight(k.len() + v.approx_bytes()))
+                .weigher(|_: &Key, v: &Arc<ManifestKind>| weight(16 + v.approx_bytes()))
                 .max_capacity(budget.manifests)
                 .build(),
             artifacts: Cache::builder()
-                .weigher(|k: &String, v: &Arc<[Piece]>| {
-                    weight(k.len() + v.iter().map(Piece::approx_bytes).sum::<usize>())
+                .weigher(|_: &Key, v: &Arc<[Piece]>| {
+                    weight(16 + v.iter().map(Piece::approx_bytes).sum::<usize>())
                 })
-                .max_capacity(budget.reports)
+                .max_capacity(budget.artifacts)
                 .build(),
+            front_counters: Counters::new(&metrics, "image"),
+            referrer_counters: Counters::new(&metrics, "referrers"),
+            manifest_counters: Counters::new(&metrics, "manifest"),
+            artifact_counters: Counters::new(&metrics, "artifact"),
             client,
             settings,
             metrics,
@@ -246,49 +389,188 @@ impl ImageLookup {
         &self.client
     }
 
-    /// Entries and weighted size of the findings cache (bytes), for tests
-    /// and the memory benchmark.
+    /// Entries and weighed bytes of the image evidence cache (which holds
+    /// the findings summaries), for tests and the memory benchmark.
     pub async fn cached_findings(&self) -> (u64, u64) {
-        self.artifacts.run_pending_tasks().await;
-        (self.artifacts.entry_count(), self.artifacts.weighted_size())
+        self.front.run_pending_tasks().await;
+        (self.front.entry_count(), self.front.weighted_size())
+    }
+
+    /// What the front cache holds for `image` looked up with `credentials`
+    /// and `producers`: one read, no registry request.
+    pub async fn cached(
+        &self,
+        image: &ImageRef,
+        credentials: &Credentials,
+        producers: &ProducerSet,
+    ) -> Cached {
+        let key = front_key(image, credentials, producers);
+        match self.front.get(&key).await {
+            Some(f) if f.fresh_until > Instant::now() => {
+                self.front_counters.hit();
+                Cached::Fresh(f.evidence)
+            }
+            Some(f) if f.serve_stale => {
+                self.front_counters.stale();
+                Cached::Stale(f.evidence)
+            }
+            _ => {
+                self.front_counters.miss();
+                Cached::Miss
+            }
+        }
+    }
+
+    /// Refreshes a stale front entry in the background (one refresh per
+    /// entry at a time), reading the tag and referrer list again.
+    pub async fn refresh(&self, image: ImageRef, target: Target, producers: Arc<ProducerSet>) {
+        let key = front_key(&image, &target.credentials, &producers);
+        if !self.refreshing.entry(key).or_insert(()).await.is_fresh() {
+            return;
+        }
+        let this = self.clone();
+        let budget = self.settings.fresh + self.settings.max_stale;
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(budget, async {
+                let (evidence, fresh) = this.build(&image, &target, &producers, true).await;
+                if let Some((fresh_until, serve_stale)) = fresh
+                    && fresh_until > Instant::now()
+                {
+                    let evidence = Arc::new(evidence);
+                    this.front
+                        .insert(
+                            key,
+                            Fronted {
+                                evidence,
+                                fresh_until,
+                                serve_stale,
+                            },
+                        )
+                        .await;
+                }
+            })
+            .await;
+            this.refreshing.invalidate(&key).await;
+        });
     }
 
     /// Everything needed to judge `image`, with evidence verified for
-    /// `producers`.
+    /// `producers`: from the front cache, or looked up (concurrent lookups
+    /// of one image share one).
     pub async fn lookup(
         &self,
         image: &ImageRef,
         target: Target,
         producers: Arc<ProducerSet>,
-    ) -> ImageEvidence {
-        let digest = match self.resolve(image, &target).await {
+    ) -> Arc<ImageEvidence> {
+        let key = front_key(image, &target.credentials, &producers);
+        match self.front.get(&key).await {
+            Some(f) if f.fresh_until > Instant::now() => return f.evidence,
+            Some(f) if f.serve_stale => {
+                self.refresh(image.clone(), target, producers).await;
+                return f.evidence;
+            }
+            Some(_) => {
+                // There but not to be served (it had nothing attached to a
+                // part, which is believed only briefly): looked up again.
+                let (evidence, fresh) = self.build(image, &target, &producers, false).await;
+                let evidence = Arc::new(evidence);
+                if let Some((fresh_until, serve_stale)) = fresh
+                    && fresh_until > Instant::now()
+                {
+                    self.front
+                        .insert(
+                            key,
+                            Fronted {
+                                evidence: evidence.clone(),
+                                fresh_until,
+                                serve_stale,
+                            },
+                        )
+                        .await;
+                }
+                return evidence;
+            }
+            None => {}
+        }
+        let this = self.clone();
+        let found = self
+            .front
+            .try_get_with(key, async move {
+                let (evidence, fresh) = this.build(image, &target, &producers, false).await;
+                let evidence = Arc::new(evidence);
+                match fresh {
+                    Some((fresh_until, serve_stale))
+                        if serve_stale || fresh_until > Instant::now() =>
+                    {
+                        Ok(Fronted {
+                            evidence,
+                            fresh_until,
+                            serve_stale,
+                        })
+                    }
+                    // Not for the front cache: handed to every waiter all the same.
+                    _ => Err(evidence),
+                }
+            })
+            .await;
+        match found {
+            Ok(f) => f.evidence,
+            Err(evidence) => Arc::clone(&evidence),
+        }
+    }
+
+    /// Looks an image up through the step caches. Returns the evidence and,
+    /// when it may be kept in the front cache (it holds findings and no
+    /// failure), until when it is fresh (its parts' earliest) and whether
+    /// it may be served stale (every part may). `fresh_tag`: resolve the tag
+    /// again when its cached digest is no longer fresh (a refresh).
+    async fn build(
+        &self,
+        image: &ImageRef,
+        target: &Target,
+        producers: &Arc<ProducerSet>,
+        fresh_tag: bool,
+    ) -> (ImageEvidence, Option<(Instant, bool)>) {
+        let (digest, tag_fresh) = match self.resolve(image, target, fresh_tag).await {
             Ok(d) => d,
-            Err(e) => return ImageEvidence::failed(e.class, e.detail),
+            Err(e) => return (ImageEvidence::failed(e.class, e.detail), None),
         };
-        let kind = match self.manifest_kind(&target, &digest).await {
+        let kind = match self.manifest_kind(target, &digest).await {
             Ok(k) => k,
             Err(e) => {
-                return ImageEvidence {
-                    digest: Err(failure(&e, Operation::ImageManifest)),
-                    targets: Vec::new(),
-                };
+                return (
+                    ImageEvidence {
+                        digest: Err(failure(&e, Operation::ImageManifest)),
+                        targets: Vec::new(),
+                    },
+                    None,
+                );
             }
+        };
+        let mut fresh_until = tag_fresh;
+        let mut serve_stale = true;
+        let mut note = |(findings, until, stale): Found| {
+            fresh_until = fresh_until.min(until);
+            serve_stale &= stale;
+            findings
         };
         let targets = match &*kind {
             ManifestKind::OverLimit(n) => {
-                return ImageEvidence::failed(
-                    FailureClass::LimitExceeded,
-                    format!(
-                        "the image index {digest} lists {n} platforms, more than the {} judged (--max-platforms-per-index)",
-                        self.settings.max_platforms
+                return (
+                    ImageEvidence::failed(
+                        FailureClass::LimitExceeded,
+                        format!(
+                            "the image index {digest} lists {n} platforms, more than the {} judged (--max-platforms-per-index)",
+                            self.settings.max_platforms
+                        ),
                     ),
+                    None,
                 );
             }
             ManifestKind::Image => vec![TargetEvidence {
                 platform: None,
-                findings: self
-                    .target_findings(&target, &digest, None, &producers)
-                    .await,
+                findings: note(self.target_findings(target, &digest, None, producers).await),
                 digest: digest.clone(),
             }],
             ManifestKind::Index(platforms) => {
@@ -296,10 +578,10 @@ impl ImageLookup {
                 // worth of state, and an index may list many platforms.
                 let digests: Vec<String> = platforms.iter().map(|(_, d)| d.clone()).collect();
                 let (own, per_platform) = futures::join!(
-                    self.target_findings(&target, &digest, None, &producers),
+                    self.target_findings(target, &digest, None, producers),
                     futures::stream::iter(digests)
                         .map(|d| {
-                            let (target, index, producers) = (&target, &digest, &producers);
+                            let (target, index, producers) = (target, &digest, producers);
                             async move {
                                 self.target_findings(target, &d, Some(index), producers)
                                     .await
@@ -308,26 +590,37 @@ impl ImageLookup {
                         .buffered(PLATFORM_FAN_OUT)
                         .collect::<Vec<_>>()
                 );
+                let own = note(own);
+                let per_platform: Vec<_> = per_platform.into_iter().map(&mut note).collect();
                 index_targets(&digest, own, platforms, per_platform)
             }
         };
-        ImageEvidence {
+        let evidence = ImageEvidence {
             digest: Ok(digest),
             targets,
-        }
+        };
+        let keep = evidence.targets.iter().all(|t| t.findings.is_ok())
+            && evidence
+                .targets
+                .iter()
+                .any(|t| matches!(t.findings, Ok(TargetFindings::Artifacts(_))));
+        (evidence, keep.then_some((fresh_until, serve_stale)))
     }
 
-    async fn resolve(&self, image: &ImageRef, target: &Target) -> Result<String, LookupFailure> {
+    /// Tag → digest (a digest reference resolves to itself, fresh forever),
+    /// with until when the answer is fresh.
+    async fn resolve(
+        &self,
+        image: &ImageRef,
+        target: &Target,
+        fresh_tag: bool,
+    ) -> Result<(String, Instant), LookupFailure> {
+        let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
         if let Some(d) = image.digest() {
-            return Ok(d.to_owned());
+            return Ok((d.to_owned(), far));
         }
         let tag = image.tag().unwrap_or("latest").to_owned();
-        let key = format!(
-            "{}/{}:{tag}|{}",
-            target.registry.as_str(),
-            target.repository,
-            target.credentials.fingerprint()
-        );
+        let key = repo_key("tag", target, &tag).finish();
         let this = self.clone();
         let target = target.clone();
         let fresh = Freshness {
@@ -335,7 +628,7 @@ impl ImageLookup {
             serve_stale: true,
         };
         self.tags
-            .get_with(key, move || {
+            .get_with(key, fresh_tag, move || {
                 let this = this.clone();
                 let target = target.clone();
                 let tag = tag.clone();
@@ -351,7 +644,10 @@ impl ImageLookup {
                         this.settings.max_platforms,
                     )?;
                     this.manifests
-                        .insert(manifest_key(&target, &fetched.digest), Arc::new(kind))
+                        .insert(
+                            repo_key("manifest", &target, &fetched.digest).finish(),
+                            Arc::new(kind),
+                        )
                         .await;
                     Ok((fetched.digest, fresh))
                 }
@@ -365,12 +661,12 @@ impl ImageLookup {
         target: &Target,
         digest: &str,
     ) -> Result<Arc<ManifestKind>, Arc<RegistryError>> {
-        let key = manifest_key(target, digest);
+        let key = repo_key("manifest", target, digest).finish();
         if let Some(kind) = self.manifests.get(&key).await {
-            self.metrics.cache("manifest", "hit");
+            self.manifest_counters.hit();
             return Ok(kind);
         }
-        self.metrics.cache("manifest", "miss");
+        self.manifest_counters.miss();
         self.manifests
             .try_get_with(key, async {
                 let fetched = self
@@ -383,36 +679,42 @@ impl ImageLookup {
             .await
     }
 
+    /// A target's findings, until when they are fresh, and whether they may
+    /// be served stale after that.
     async fn target_findings(
         &self,
         target: &Target,
         digest: &str,
         index: Option<&str>,
         producers: &Arc<ProducerSet>,
-    ) -> Result<TargetFindings, LookupFailure> {
+    ) -> Found {
         // Evidence is verified against the producers in force and the digests
         // a statement may name, so both are part of the key.
-        let key = format!(
-            "{}|{}|{}",
-            manifest_key(target, digest),
-            index.unwrap_or("-"),
-            producers.fingerprint()
-        );
-        let this = self.clone();
-        let target = target.clone();
+        let key = repo_key("referrers", target, digest)
+            .push(index.unwrap_or("-"))
+            .push(producers.fingerprint())
+            .finish();
+        if let Some((known, until)) = self.unlisted.get(&key).await {
+            self.referrer_counters.hit();
+            return (Ok(known), until, false);
+        }
+        self.referrer_counters.miss();
         let mut acceptable = vec![digest.to_owned()];
         acceptable.extend(index.map(str::to_owned));
-        let producers = producers.clone();
-        self.findings
-            .get_with(key, move || {
-                let this = this.clone();
-                let target = target.clone();
-                let acceptable = acceptable.clone();
-                let producers = producers.clone();
-                async move { this.fetch_findings(&target, &acceptable, &producers).await }
-            })
-            .await
-            .map_err(|e| failure(&e, Operation::Referrers))
+        match self.fetch_findings(target, &acceptable, producers).await {
+            Ok((findings, fresh)) => {
+                let until = Instant::now() + fresh.ttl;
+                if !matches!(findings, TargetFindings::Artifacts(_)) {
+                    self.unlisted.insert(key, (findings.clone(), until)).await;
+                }
+                (Ok(findings), until, fresh.serve_stale)
+            }
+            Err(e) => (
+                Err(failure(&e, Operation::Referrers)),
+                Instant::now(),
+                false,
+            ),
+        }
     }
 
     /// Referrers → the findings artifacts attached, examined and verified.
@@ -431,7 +733,7 @@ impl ImageLookup {
             ttl: self.settings.no_findings,
             serve_stale: false,
         };
-        let Some(bytes) = self.client.referrers(target, digest).await? else {
+        let Some(bytes) = self.referrers(target, digest).await? else {
             return Ok((TargetFindings::NotScanned, unlisted));
         };
         Ok(
@@ -447,19 +749,48 @@ impl ImageLookup {
     }
 }
 
+/// How long a registry that has no referrers API is believed to have none.
+const REFERRERS_API_MEMORY: Duration = Duration::from_secs(600);
+
+impl LookupState {
+    /// The referrers of `digest` as an image index, `None` when nothing is
+    /// attached: the referrers API, else the `sha256-` tag. A registry
+    /// without the API is remembered, and its tag read first; when the tag
+    /// has nothing, the API is asked again (it may have appeared), so the
+    /// memory never hides a referrer, it only saves a round trip.
+    pub(super) async fn referrers(
+        &self,
+        target: &Target,
+        digest: &str,
+    ) -> Result<Option<bytes::Bytes>, RegistryError> {
+        let registry = target.registry.as_str();
+        if self.no_referrers_api.contains_key(registry) {
+            if let Some(found) = self.client.referrers_tag(target, digest).await? {
+                return Ok(Some(found));
+            }
+            return match self.client.referrers_api(target, digest).await? {
+                Some(found) => {
+                    self.no_referrers_api.invalidate(registry).await;
+                    Ok(Some(found))
+                }
+                None => Ok(None),
+            };
+        }
+        match self.client.referrers_api(target, digest).await? {
+            Some(found) => Ok(Some(found)),
+            None => {
+                self.no_referrers_api.insert(registry.to_owned(), ()).await;
+                self.client.referrers_tag(target, digest).await
+            }
+        }
+    }
+}
+
+/// A target's findings, until when they are fresh, and whether stale use is allowed.
+type Found = (Result<TargetFindings, LookupFailure>, Instant, bool);
+
 /// Platforms of one index looked up at once.
 const PLATFORM_FAN_OUT: usize = 16;
-
-/// The cache key of something stored under a digest in a repository, for
-/// these credentials.
-pub(super) fn manifest_key(target: &Target, digest: &str) -> String {
-    format!(
-        "{}/{}@{digest}|{}",
-        target.registry.as_str(),
-        target.repository,
-        target.credentials.fingerprint()
-    )
-}
 
 fn failure(e: &RegistryError, op: Operation) -> LookupFailure {
     LookupFailure {
