@@ -286,23 +286,31 @@ pub struct LookupState {
 }
 
 /// A small identity of credentials for keys: two lookups share cached
-/// content only with the same credentials (the first 8 bytes of SHA-256
-/// over user and secret, as [`Credentials::fingerprint`] shows them).
+/// content only with the same credentials. Credentials that know where they
+/// came from (a RegistryAccess and its Secret's version, a cloud identity)
+/// are keyed by that, so a token refresh keeps the caches; plain basic
+/// credentials by a hash of user and secret. The first 8 bytes of SHA-256,
+/// with the kind mixed in so an identity never equals a password hash.
 fn credential_id(credentials: &Credentials) -> u64 {
+    use sha2::{Digest as _, Sha256};
+    let mut h = Sha256::new();
     match credentials {
-        Credentials::Anonymous => 0,
+        Credentials::Anonymous => return 0,
         Credentials::Basic { username, password } => {
-            use sha2::{Digest as _, Sha256};
-            let mut h = Sha256::new();
+            h.update(b"basic\0");
             h.update(username.as_bytes());
             h.update([0]);
             h.update(password.as_bytes());
-            let d = h.finalize();
-            let mut first = [0u8; 8];
-            first.copy_from_slice(&d[..8]);
-            u64::from_be_bytes(first) | 1
+        }
+        Credentials::Identified { identity, .. } => {
+            h.update(b"identity\0");
+            h.update(identity.as_bytes());
         }
     }
+    let d = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d[..8]);
+    u64::from_be_bytes(first) | 1
 }
 
 /// The key of something stored under a digest (or tag) in a repository,
