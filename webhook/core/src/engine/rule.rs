@@ -444,31 +444,7 @@ impl CompiledRule {
             Some(text) => Some((parse_age(text)?, text.clone())),
             None => None,
         };
-        let scope = spec
-            .scope
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                let attribute = match m.matcher_type {
-                    MatcherType::Namespace => Attribute::Namespace,
-                    MatcherType::Pod => Attribute::Pod,
-                    MatcherType::Workload => Attribute::Workload,
-                    MatcherType::Kind => Attribute::Kind,
-                    MatcherType::Label => Attribute::Label(m.key.clone().unwrap_or_default()),
-                    MatcherType::Container => Attribute::Container,
-                    MatcherType::Image => Attribute::Image,
-                    MatcherType::Registry => Attribute::Registry,
-                    MatcherType::Repository => Attribute::Repository,
-                };
-                let matcher = ValueMatcher::new(
-                    &attribute,
-                    m.operator,
-                    &m.values,
-                    &format!("scope[{i}].values"),
-                )?;
-                Ok((attribute, matcher))
-            })
-            .collect::<Result<Vec<_>, RuleProblem>>()?;
+        let scope = compile_scope(spec)?;
         let exemptions = spec
             .exemptions
             .iter()
@@ -572,32 +548,7 @@ impl CompiledRule {
         error: &RuleError,
         action: PolicyAction,
     ) -> CompiledRule {
-        let scope = spec
-            .scope
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                let attribute = match m.matcher_type {
-                    MatcherType::Namespace => Attribute::Namespace,
-                    MatcherType::Pod => Attribute::Pod,
-                    MatcherType::Workload => Attribute::Workload,
-                    MatcherType::Kind => Attribute::Kind,
-                    MatcherType::Label => Attribute::Label(m.key.clone().unwrap_or_default()),
-                    MatcherType::Container => Attribute::Container,
-                    MatcherType::Image => Attribute::Image,
-                    MatcherType::Registry => Attribute::Registry,
-                    MatcherType::Repository => Attribute::Repository,
-                };
-                ValueMatcher::new(
-                    &attribute,
-                    m.operator,
-                    &m.values,
-                    &format!("scope[{i}].values"),
-                )
-                .map(|matcher| (attribute, matcher))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap_or_default();
+        let scope = compile_scope(spec).unwrap_or_default();
         CompiledRule {
             name: Arc::from(name),
             action,
@@ -733,4 +684,34 @@ pub(super) enum ScopeKey<'a> {
     Namespaces(Vec<&'a str>),
     Hosts(Vec<String>),
     Any,
+}
+
+/// The scope matchers of a rule, in order (matchers are ANDed).
+fn compile_scope(
+    spec: &SecurityArtifactPolicySpec,
+) -> Result<Vec<(Attribute, ValueMatcher)>, RuleProblem> {
+    spec.scope
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let attribute = match m.matcher_type {
+                MatcherType::Namespace => Attribute::Namespace,
+                MatcherType::Pod => Attribute::Pod,
+                MatcherType::Workload => Attribute::Workload,
+                MatcherType::Kind => Attribute::Kind,
+                MatcherType::Label => Attribute::Label(m.key.clone().unwrap_or_default()),
+                MatcherType::Container => Attribute::Container,
+                MatcherType::Image => Attribute::Image,
+                MatcherType::Registry => Attribute::Registry,
+                MatcherType::Repository => Attribute::Repository,
+            };
+            let matcher = ValueMatcher::new(
+                &attribute,
+                m.operator,
+                &m.values,
+                &format!("scope[{i}].values"),
+            )?;
+            Ok((attribute, matcher))
+        })
+        .collect()
 }
