@@ -216,6 +216,14 @@ impl ImageRef {
         } else {
             path.to_owned()
         };
+        // The grammar's limit is on the normalised name (distribution checks
+        // `docker.io/library/...`), so the normalised text re-parses.
+        let normalised_len = registry.as_str().len() + 1 + repository.len();
+        if normalised_len > MAX_NAME_LEN {
+            return Err(invalid(format!(
+                "the normalised repository name is {normalised_len} characters long, more than {MAX_NAME_LEN}"
+            )));
+        }
         let tag = match (tag, &digest) {
             (Some(t), _) => Some(t.to_owned()),
             (None, None) => Some("latest".to_owned()),
