@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use portcullis_core::findings::FormatHint;
-use portcullis_core_fuzz::{LIMITS, check_cosign_embedding, parse_checked};
+use portcullis_core_fuzz::{check_cosign_embedding, limits_for, parse_checked};
 
 const HINT: FormatHint<'static> = FormatHint {
     artifact_type: Some("application/vnd.cyclonedx+json"),
@@ -13,6 +13,6 @@ const HINT: FormatHint<'static> = FormatHint {
 };
 
 fuzz_target!(|data: &[u8]| {
-    let direct = parse_checked(data, HINT, LIMITS);
+    let direct = parse_checked(data, HINT, limits_for(data));
     check_cosign_embedding(data, &direct);
 });

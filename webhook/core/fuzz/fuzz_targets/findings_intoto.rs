@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use portcullis_core::findings::FormatHint;
-use portcullis_core_fuzz::{LIMITS, VULNS, check_dsse_wrapping, parse_checked, statement};
+use portcullis_core_fuzz::{VULNS, check_dsse_wrapping, limits_for, parse_checked, statement};
 
 const HINT: FormatHint<'static> = FormatHint {
     artifact_type: Some("application/vnd.in-toto+json"),
@@ -15,7 +15,7 @@ const HINT: FormatHint<'static> = FormatHint {
 };
 
 fuzz_target!(|data: &[u8]| {
-    let direct = parse_checked(data, HINT, LIMITS);
+    let direct = parse_checked(data, HINT, limits_for(data));
     check_dsse_wrapping(data, &direct);
-    let _ = parse_checked(&statement(VULNS, data), HINT, LIMITS);
+    let _ = parse_checked(&statement(VULNS, data), HINT, limits_for(data));
 });

@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use portcullis_core::findings::vex::parse_openvex;
-use portcullis_core_fuzz::{LIMITS, media, parse_checked};
+use portcullis_core_fuzz::{limits_for, media, parse_checked};
 
 fuzz_target!(|data: &[u8]| {
     match parse_openvex(data) {
@@ -15,5 +15,9 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(e) => assert!(!e.to_string().is_empty()),
     }
-    let _ = parse_checked(data, media("application/vnd.openvex+json"), LIMITS);
+    let _ = parse_checked(
+        data,
+        media("application/vnd.openvex+json"),
+        limits_for(data),
+    );
 });

@@ -20,14 +20,36 @@ use portcullis_core::findings::{
 use portcullis_core::reference::ImageRef;
 use portcullis_core::severity::Severity;
 
-/// Limits for the per-format targets: the production defaults.
-pub const LIMITS: Limits = Limits {
-    max_bytes: 32 * 1024 * 1024,
-    max_findings: 200_000,
-};
+/// Limits for one input: the production findings cap, and a size cap of
+/// four times the input (at least 4 KiB), so the input and its wrapped forms
+/// fit, and a report whose findings would hold more text than that (one
+/// rule or component copied into very many results) is caught.
+pub fn limits_for(data: &[u8]) -> Limits {
+    Limits {
+        max_bytes: data.len().saturating_mul(4).max(4096),
+        max_findings: 200_000,
+    }
+}
 
-/// What every parse result must satisfy: the findings cap holds, scores are
-/// finite, and errors render.
+/// The text a report's findings hold.
+pub fn findings_text(report: &Report) -> usize {
+    report
+        .findings
+        .iter()
+        .map(|f| {
+            f.id.len()
+                + [&f.package, &f.installed_version, &f.fixed_version]
+                    .into_iter()
+                    .flatten()
+                    .map(String::len)
+                    .sum::<usize>()
+        })
+        .sum()
+}
+
+/// What every parse result must satisfy: the findings cap holds, the
+/// findings hold no more text than a report may be long, scores are finite,
+/// and errors render.
 pub fn check_report(result: &Result<Report, FindingsError>, limits: Limits) {
     match result {
         Ok(report) => {
@@ -36,6 +58,12 @@ pub fn check_report(result: &Result<Report, FindingsError>, limits: Limits) {
                 "{} findings over the cap of {}",
                 report.findings.len(),
                 limits.max_findings
+            );
+            let text = findings_text(report);
+            assert!(
+                text <= limits.max_bytes,
+                "the findings hold {text} bytes of text, more than the {}-byte report limit",
+                limits.max_bytes
             );
             for f in &report.findings {
                 assert!(
@@ -97,7 +125,7 @@ pub fn same_findings(a: &Report, b: &Report) -> bool {
 /// A report that parsed directly parses the same inside a DSSE envelope
 /// (unless it already was one: envelopes do not nest).
 pub fn check_dsse_wrapping(data: &[u8], direct: &Result<Report, FindingsError>) {
-    let wrapped = parse_checked(&dsse(data), FormatHint::default(), LIMITS);
+    let wrapped = parse_checked(&dsse(data), FormatHint::default(), limits_for(data));
     if let Ok(direct) = direct
         && !direct.dsse
     {
@@ -120,7 +148,11 @@ pub fn check_dsse_wrapping(data: &[u8], direct: &Result<Report, FindingsError>) 
 /// when embedded in a cosign vuln attestation (the `serde_json::Value` path),
 /// whenever the attestation reads it as the same format.
 pub fn check_cosign_embedding(data: &[u8], direct: &Result<Report, FindingsError>) {
-    let embedded = parse_checked(&cosign_statement(data), FormatHint::default(), LIMITS);
+    let embedded = parse_checked(
+        &cosign_statement(data),
+        FormatHint::default(),
+        limits_for(data),
+    );
     if let (Ok(direct), Ok(embedded)) = (direct, &embedded)
         && embedded.format == direct.format
     {
