@@ -23,7 +23,7 @@ struct CosignScanner {
     result: Value,
 }
 
-pub(super) fn parse(predicate: CosignPredicate) -> Result<Report, FindingsError> {
+pub(super) fn parse(predicate: CosignPredicate, max_text: usize) -> Result<Report, FindingsError> {
     let result = predicate.scanner.result;
     let has = |key: &str| result.get(key).is_some();
     let mut report = if result.is_null() {
@@ -33,9 +33,9 @@ pub(super) fn parse(predicate: CosignPredicate) -> Result<Report, FindingsError>
     } else if has("matches") {
         grype::parse(from_value(result, "Grype")?)
     } else if has("runs") {
-        sarif::parse(from_value(result, "SARIF")?)
+        sarif::parse(from_value(result, "SARIF")?, max_text)?
     } else if has("bomFormat") {
-        cyclonedx::parse(from_value(result, "CycloneDX")?)?
+        cyclonedx::parse(from_value(result, "CycloneDX")?, max_text)?
     } else if has("vulnerabilities") {
         snyk::parse(from_value(result, "Snyk")?)
     } else {

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use serde::Deserialize;
 
 use super::{
-    Finding, FindingsError, Report, ReportFormat, Scanner, null_as_default, parse_time, severity_of,
+    Finding, FindingsError, Report, ReportFormat, Scanner, charge, null_as_default, parse_time,
+    severity_of,
 };
 use crate::severity::Severity;
 
@@ -90,7 +91,7 @@ struct AffectedVersion {
     status: Option<String>,
 }
 
-pub(super) fn parse(bom: Bom) -> Result<Report, FindingsError> {
+pub(super) fn parse(bom: Bom, max_text: usize) -> Result<Report, FindingsError> {
     let mut report = Report::new(ReportFormat::CycloneDx);
     if let Some(meta) = &bom.metadata {
         report.scanned_at = parse_time(meta.timestamp.as_deref());
@@ -106,6 +107,7 @@ pub(super) fn parse(bom: Bom) -> Result<Report, FindingsError> {
             })
         });
     }
+    let mut text = 0;
     let mut components = HashMap::new();
     index_components(&bom.components, &mut components, 0);
 
@@ -137,7 +139,7 @@ pub(super) fn parse(bom: Bom) -> Result<Report, FindingsError> {
         let (severity, cvss_score) = severity_of(word, score, vector);
 
         if vuln.affects.is_empty() {
-            report.findings.push(Finding {
+            let finding = Finding {
                 id: vuln.id,
                 severity,
                 cvss_score,
@@ -145,7 +147,9 @@ pub(super) fn parse(bom: Bom) -> Result<Report, FindingsError> {
                 installed_version: None,
                 fixed_version: None,
                 purl: None,
-            });
+            };
+            charge(&mut text, &finding, max_text)?;
+            report.findings.push(finding);
             continue;
         }
         for affects in &vuln.affects {
@@ -157,7 +161,7 @@ pub(super) fn parse(bom: Bom) -> Result<Report, FindingsError> {
                     .find(|v| v.status.as_deref() == Some(status))
                     .and_then(|v| v.version.clone())
             };
-            report.findings.push(Finding {
+            let finding = Finding {
                 id: vuln.id.clone(),
                 severity,
                 cvss_score,
@@ -167,7 +171,9 @@ pub(super) fn parse(bom: Bom) -> Result<Report, FindingsError> {
                     .or_else(|| version_with("affected")),
                 fixed_version: version_with("unaffected"),
                 purl: component.and_then(|c| c.purl.clone()),
-            });
+            };
+            charge(&mut text, &finding, max_text)?;
+            report.findings.push(finding);
         }
     }
     Ok(report)

@@ -68,7 +68,11 @@ pub(super) fn parse_envelope(bytes: &[u8], limits: Limits) -> Result<Report, Fin
     Ok(report)
 }
 
-pub(super) fn parse_statement(bytes: &[u8], predicate_type: &str) -> Result<Report, FindingsError> {
+pub(super) fn parse_statement(
+    bytes: &[u8],
+    predicate_type: &str,
+    max_text: usize,
+) -> Result<Report, FindingsError> {
     fn predicate<P: DeserializeOwned>(
         bytes: &[u8],
         format: &'static str,
@@ -77,8 +81,12 @@ pub(super) fn parse_statement(bytes: &[u8], predicate_type: &str) -> Result<Repo
     }
     let mut report = match predicate_kind(predicate_type) {
         Some(PredicateKind::Vulns) => parse_vulns(predicate(bytes, "in-toto vulns")?),
-        Some(PredicateKind::CosignVuln) => cosign::parse(predicate(bytes, "cosign vuln")?)?,
-        Some(PredicateKind::CycloneDx) => cyclonedx::parse(predicate(bytes, "CycloneDX")?)?,
+        Some(PredicateKind::CosignVuln) => {
+            cosign::parse(predicate(bytes, "cosign vuln")?, max_text)?
+        }
+        Some(PredicateKind::CycloneDx) => {
+            cyclonedx::parse(predicate(bytes, "CycloneDX")?, max_text)?
+        }
         None => {
             return Err(FindingsError::UnsupportedPredicate(
                 predicate_type.to_owned(),
@@ -91,7 +99,10 @@ pub(super) fn parse_statement(bytes: &[u8], predicate_type: &str) -> Result<Repo
 
 /// A predicate with no statement around it: a result list means the in-toto
 /// vulns predicate, anything else the cosign one.
-pub(super) fn parse_bare_predicate(predicate: Value) -> Result<Report, FindingsError> {
+pub(super) fn parse_bare_predicate(
+    predicate: Value,
+    max_text: usize,
+) -> Result<Report, FindingsError> {
     let is_vulns = predicate
         .get("scanner")
         .and_then(|s| s.get("result"))
@@ -99,7 +110,7 @@ pub(super) fn parse_bare_predicate(predicate: Value) -> Result<Report, FindingsE
     if is_vulns {
         Ok(parse_vulns(from_value(predicate, "in-toto vulns")?))
     } else {
-        cosign::parse(from_value(predicate, "cosign vuln")?)
+        cosign::parse(from_value(predicate, "cosign vuln")?, max_text)
     }
 }
 

@@ -173,6 +173,10 @@ pub enum FindingsError {
     /// A document that is not a findings report (e.g. OpenVEX).
     #[error("document is {0}, not a vulnerability report")]
     NotFindings(&'static str),
+    /// Findings that would hold more text than [`Limits::max_bytes`] (one
+    /// SARIF rule or CycloneDX vulnerability copied into very many results).
+    #[error("report expands to more than {0} bytes of findings")]
+    Expands(usize),
 }
 
 /// What the registry says about an artifact, used to pick its format.
@@ -216,8 +220,10 @@ pub fn parse_report_with(
         });
     }
     let report = match format_from_hint(hint) {
-        Some(Kind::Sarif) => sarif::parse(from_slice(bytes, "SARIF")?),
-        Some(Kind::CycloneDx) => cyclonedx::parse(from_slice(bytes, "CycloneDX")?)?,
+        Some(Kind::Sarif) => sarif::parse(from_slice(bytes, "SARIF")?, limits.max_bytes)?,
+        Some(Kind::CycloneDx) => {
+            cyclonedx::parse(from_slice(bytes, "CycloneDX")?, limits.max_bytes)?
+        }
         Some(Kind::Trivy) => trivy::parse(from_slice(bytes, "Trivy")?),
         Some(Kind::Grype) => grype::parse(from_slice(bytes, "Grype")?),
         _ => parse_sniffed(bytes, limits, 0)?,
@@ -287,7 +293,7 @@ fn parse_sniffed(bytes: &[u8], limits: Limits, depth: u8) -> Result<Report, Find
         return intoto::parse_envelope(bytes, limits);
     }
     if let Some(predicate_type) = probe.predicate_type {
-        return intoto::parse_statement(bytes, &predicate_type);
+        return intoto::parse_statement(bytes, &predicate_type, limits.max_bytes);
     }
     if probe.schema_version.is_some() || probe.results.is_some() {
         return Ok(trivy::parse(from_slice(bytes, "Trivy")?));
@@ -296,12 +302,12 @@ fn parse_sniffed(bytes: &[u8], limits: Limits, depth: u8) -> Result<Report, Find
         return Ok(grype::parse(from_slice(bytes, "Grype")?));
     }
     if probe.runs.is_some() {
-        return Ok(sarif::parse(from_slice(bytes, "SARIF")?));
+        return sarif::parse(from_slice(bytes, "SARIF")?, limits.max_bytes);
     }
     if probe.bom_format.is_some()
         || (probe.spec_version.is_some() && probe.vulnerabilities.is_some())
     {
-        return cyclonedx::parse(from_slice(bytes, "CycloneDX")?);
+        return cyclonedx::parse(from_slice(bytes, "CycloneDX")?, limits.max_bytes);
     }
     if probe.context.is_some() && probe.statements.is_some() {
         return Err(FindingsError::NotFindings("an OpenVEX document"));
@@ -309,10 +315,10 @@ fn parse_sniffed(bytes: &[u8], limits: Limits, depth: u8) -> Result<Report, Find
     if probe.predicate.is_some() {
         // `{"predicate": {...}}` with no statement around it (the cosign spec's example).
         let wrapped: BarePredicate = from_slice(bytes, "predicate")?;
-        return intoto::parse_bare_predicate(wrapped.predicate);
+        return intoto::parse_bare_predicate(wrapped.predicate, limits.max_bytes);
     }
     if probe.scanner.is_some() {
-        return intoto::parse_bare_predicate(from_slice(bytes, "predicate")?);
+        return intoto::parse_bare_predicate(from_slice(bytes, "predicate")?, limits.max_bytes);
     }
     if probe.vulnerabilities.is_some() {
         return Ok(snyk::parse(from_slice(bytes, "Snyk")?));
@@ -422,6 +428,28 @@ fn severity_of(
         .or_else(|| score.and_then(Severity::from_cvss_score))
         .unwrap_or(Severity::Unknown);
     (severity, score)
+}
+
+/// Adds a finding's text to what a report's findings hold so far, refusing
+/// more than `limit` in all: SARIF results copy their rule's facts and
+/// CycloneDX `affects` entries their vulnerability's and component's, so a
+/// short entry naming a long rule could otherwise expand a megabyte of report
+/// into gigabytes of findings.
+fn charge(spent: &mut usize, finding: &Finding, limit: usize) -> Result<(), FindingsError> {
+    let text = [
+        &finding.package,
+        &finding.installed_version,
+        &finding.fixed_version,
+        &finding.purl,
+    ]
+    .into_iter()
+    .flatten()
+    .fold(finding.id.len(), |n, s| n.saturating_add(s.len()));
+    *spent = spent.saturating_add(text);
+    if *spent > limit {
+        return Err(FindingsError::Expands(limit));
+    }
+    Ok(())
 }
 
 /// Empty strings mean "absent" in most scanner outputs.

@@ -17,7 +17,8 @@ use std::collections::HashMap;
 use serde::Deserialize;
 
 use super::{
-    Finding, Report, ReportFormat, Scalar, Scanner, null_as_default, parse_time, severity_of,
+    Finding, FindingsError, Report, ReportFormat, Scalar, Scanner, charge, null_as_default,
+    parse_time, severity_of,
 };
 use crate::severity::Severity;
 
@@ -96,8 +97,9 @@ enum Producer {
     Other,
 }
 
-pub(super) fn parse(log: SarifLog) -> Report {
+pub(super) fn parse(log: SarifLog, max_text: usize) -> Result<Report, FindingsError> {
     let mut report = Report::new(ReportFormat::Sarif);
+    let mut text = 0;
     for run in log.runs {
         let producer = match run
             .tool
@@ -158,7 +160,7 @@ pub(super) fn parse(log: SarifLog) -> Report {
             if facts.id.is_empty() {
                 continue;
             }
-            report.findings.push(Finding {
+            let finding = Finding {
                 id: facts.id,
                 severity: facts.severity,
                 cvss_score: facts.score,
@@ -166,10 +168,12 @@ pub(super) fn parse(log: SarifLog) -> Report {
                 installed_version: None,
                 fixed_version: None,
                 purl: None,
-            });
+            };
+            charge(&mut text, &finding, max_text)?;
+            report.findings.push(finding);
         }
     }
-    report
+    Ok(report)
 }
 
 #[derive(Clone)]
