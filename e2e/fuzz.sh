@@ -43,8 +43,8 @@ cargo metadata --locked --format-version 1 --manifest-path "$fuzz_dir/Cargo.toml
 
 echo "== building the fuzz targets (libFuzzer + AddressSanitizer)"
 t=$SECONDS
-# Sixteen codegen units instead of cargo-fuzz's one: the sanitizer build of
-# k8s-openapi (via portcullis-crds) dominates, and this halves it.
+# Sixteen codegen units instead of cargo-fuzz's one, so the optimised crates
+# build on every core (see the profile in webhook/core/fuzz/Cargo.toml).
 cargo fuzz build --fuzz-dir "$fuzz_dir" --target-dir "$out/build" --codegen-units 16
 echo "built in $((SECONDS - t)) s"
 bin_dir="$out/build/x86_64-unknown-linux-gnu/release"
@@ -74,12 +74,13 @@ for target in "${targets[@]}"; do
         findings_grype) seed "$target" $td/grype-json ;;
         findings_sarif) seed "$target" $td/trivy-sarif $td/grype-sarif ;;
         findings_cyclonedx) seed "$target" $td/trivy-cyclonedx $td/vex/cyclonedx-* ;;
-        findings_intoto) seed "$target" $td/intoto-vulns $td/cosign-vuln-attestation ;;
-        findings_cosign) seed "$target" $td/cosign-vuln-attestation ;;
-        findings_openvex) seed "$target" $td/vex ;;
+        findings_intoto) seed "$target" $td/intoto-vulns $td/cosign-vuln-attestation $td/signed/dsse ;;
+        findings_cosign) seed "$target" $td/cosign-vuln-attestation $td/signed/dsse ;;
+        findings_openvex) seed "$target" $td/vex $td/signed/vex ;;
         findings_auto)
             seed "$target" $td/trivy-json $td/grype-json $td/trivy-sarif $td/grype-sarif \
-                $td/trivy-cyclonedx $td/intoto-vulns $td/cosign-vuln-attestation $td/vex
+                $td/trivy-cyclonedx $td/intoto-vulns $td/cosign-vuln-attestation $td/vex \
+                $td/signed/dsse $td/signed/vex
             ;;
         reference)
             seed_lines "$target" "$seeds/image-refs.txt"

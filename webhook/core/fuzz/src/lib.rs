@@ -38,7 +38,7 @@ pub fn findings_text(report: &Report) -> usize {
         .iter()
         .map(|f| {
             f.id.len()
-                + [&f.package, &f.installed_version, &f.fixed_version]
+                + [&f.package, &f.installed_version, &f.fixed_version, &f.purl]
                     .into_iter()
                     .flatten()
                     .map(String::len)
