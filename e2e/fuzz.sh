@@ -55,7 +55,7 @@ seed() { # target, files or directories...
     shift
     mkdir -p "$dir"
     for f in $(find "$@" -type f -size -"$((seed_max_bytes + 1))"c | sort); do
-        cp -n "$f" "$dir/seed-$(basename "$f")"
+        [[ -e "$dir/seed-$(basename "$f")" ]] || cp "$f" "$dir/seed-$(basename "$f")"
     done
 }
 seed_lines() { # target, file (one input per line; TABs become newlines)
@@ -120,7 +120,7 @@ run_one() { # target
     mkdir -p "$out/artifacts/$target"
     set +e
     "$bin_dir/$target" "$out/corpus/$target" \
-        -max_total_time="$time_per_target" -timeout=10 -rss_limit_mb=2048 \
+        -max_total_time="$time_per_target" -timeout=25 -rss_limit_mb=2048 \
         -dict="$(dict_of "$target")" -print_final_stats=1 \
         -artifact_prefix="$out/artifacts/$target/" > "$log" 2>&1
     echo $? > "$out/logs/$target.rc"
