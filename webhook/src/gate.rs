@@ -298,11 +298,15 @@ impl Gate {
             }
             // Credentials first (usually at once: no RegistryAccess, or a
             // Secret already read); with them, the front cache.
-            let resolved = futures::FutureExt::now_or_never(self.credentials.credentials(
-                &snapshot.access,
-                image_ref,
-                pod,
-            ));
+            let resolved = if snapshot.access.is_anonymous(image_ref.registry_host()) {
+                Some(Ok(Credentials::Anonymous))
+            } else {
+                futures::FutureExt::now_or_never(self.credentials.credentials(
+                    &snapshot.access,
+                    image_ref,
+                    pod,
+                ))
+            };
             if let Some(creds) = &resolved {
                 let creds = match creds {
                     Ok(c) => c,

@@ -122,6 +122,12 @@ impl AccessConfig {
         self.rules.is_empty()
     }
 
+    /// Whether no RegistryAccess covers `registry`: its images are read
+    /// anonymously, decided without building the (large) credentials future.
+    pub fn is_anonymous(&self, registry: &RegistryHost) -> bool {
+        self.rule_for(registry).is_none()
+    }
+
     fn rule_for(&self, registry: &RegistryHost) -> Option<&AccessRule> {
         self.rules
             .iter()
