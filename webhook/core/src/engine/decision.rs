@@ -329,8 +329,8 @@ pub fn aggregate_judged<J: Judged>(containers: &[J], options: AnswerOptions) -> 
     if options.audit_only {
         for d in &denied {
             push(&|| {
-                truncate(
-                    &format!("portcullis audit-only, would deny: {d}"),
+                truncate_owned(
+                    format!("portcullis audit-only, would deny: {d}"),
                     limits::MAX_WARNING_BYTES,
                 )
             });
@@ -359,22 +359,50 @@ pub fn aggregate_judged<J: Judged>(containers: &[J], options: AnswerOptions) -> 
 }
 
 fn audit_warning(image: &str, v: &Violation) -> String {
-    let who = match &v.rule {
-        Some(rule) => format!("rule {rule}"),
-        None => format!("reason {}", v.reason),
-    };
-    let cves = if v.cves.is_empty() {
-        String::new()
-    } else {
-        format!(
-            ": {}",
-            v.cves.iter().map(|c| &**c).collect::<Vec<_>>().join(", ")
-        )
-    };
-    truncate(
-        &format!("portcullis audited {image} ({who}): {}{cves}", v.message),
-        limits::MAX_WARNING_BYTES,
-    )
+    // Written into one buffer: with violations on every admission, the
+    // intermediate strings (rule, CVE list, the whole line, its truncated
+    // copy) were a measurable share of a warm answer.
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(
+        48 + image.len() + v.message.len() + v.cves.iter().map(|c| c.len() + 2).sum::<usize>(),
+    );
+    out.push_str("portcullis audited ");
+    out.push_str(image);
+    match &v.rule {
+        Some(rule) => {
+            out.push_str(" (rule ");
+            out.push_str(rule);
+        }
+        None => {
+            // Writing to a String cannot fail.
+            let _ = write!(out, " (reason {}", v.reason);
+        }
+    }
+    out.push_str("): ");
+    out.push_str(&v.message);
+    for (i, cve) in v.cves.iter().enumerate() {
+        out.push_str(if i == 0 { ": " } else { ", " });
+        out.push_str(cve);
+    }
+    truncate_owned(out, limits::MAX_WARNING_BYTES)
+}
+
+/// [`truncate`] for a string already owned: cut in place, no copy.
+fn truncate_owned(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        text.truncate(cut_at(&text, max));
+        text.push_str("...");
+    }
+    text
+}
+
+/// Where to cut `text` so that it and "..." fit in `max` bytes.
+fn cut_at(text: &str, max: usize) -> usize {
+    let mut end = max.saturating_sub(3);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary, marking the cut.
@@ -382,9 +410,5 @@ pub fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_owned();
     }
-    let mut end = max.saturating_sub(3);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &text[..end])
+    format!("{}...", &text[..cut_at(text, max)])
 }
