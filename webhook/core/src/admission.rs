@@ -218,8 +218,26 @@ pub struct Request {
     pub user: UserInfo,
     /// `dryRun`.
     pub dry_run: bool,
-    object: Option<Box<RawValue>>,
-    old_object: Option<Box<RawValue>>,
+    object: Option<ObjectJson>,
+    old_object: Option<ObjectJson>,
+}
+
+/// `object` / `oldObject`: read in the review's pass when it has the shape
+/// gating expects, else kept raw and read on its own by
+/// [`Request::workload`], so that a malformed pod spec is a denial naming
+/// its path rather than an unreadable review.
+enum ObjectJson {
+    Decoded(Box<ObjectIn>),
+    Raw(Box<RawValue>),
+}
+
+impl std::fmt::Debug for ObjectJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ObjectJson::Decoded(_) => f.write_str("Decoded(..)"),
+            ObjectJson::Raw(raw) => f.debug_tuple("Raw").field(raw).finish(),
+        }
+    }
 }
 
 /// A decoded AdmissionReview.
@@ -233,13 +251,17 @@ pub struct Review {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ReviewIn {
+struct ReviewIn<O> {
     #[serde(default)]
     api_version: String,
     #[serde(default)]
     kind: String,
-    #[serde(default)]
-    request: Option<RequestIn>,
+    #[serde(default = "none")]
+    request: Option<RequestIn<O>>,
+}
+
+fn none<T>() -> Option<T> {
+    None
 }
 
 /// Only the type of a review, read again when a body does not decode, to
@@ -255,7 +277,7 @@ struct ReviewType {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RequestIn {
+struct RequestIn<O> {
     uid: String,
     kind: GroupVersionKind,
     #[serde(default)]
@@ -269,10 +291,57 @@ struct RequestIn {
     user_info: UserInfo,
     #[serde(default)]
     dry_run: Option<bool>,
-    #[serde(default)]
-    object: Option<Box<RawValue>>,
-    #[serde(default)]
-    old_object: Option<Box<RawValue>>,
+    #[serde(default = "none")]
+    object: Option<O>,
+    #[serde(default = "none")]
+    old_object: Option<O>,
+}
+
+/// An object read in the review's pass. Only a JSON object (or `null`, as
+/// `None`) is accepted: the derived `Deserialize` of a struct would also take
+/// an array of its fields, which the two-pass path refuses.
+struct DecodedObject(Box<ObjectIn>);
+
+impl<'de> Deserialize<'de> for DecodedObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = DecodedObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<DecodedObject, A::Error> {
+                let mut object = ObjectIn::default();
+                let (mut metadata, mut spec) = (false, false);
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match &*key {
+                        // Duplicates are refused, as the derived decoder does.
+                        "metadata" if !metadata => {
+                            metadata = true;
+                            object.metadata = map.next_value()?;
+                        }
+                        "spec" if !spec => {
+                            spec = true;
+                            object.spec = map.next_value()?;
+                        }
+                        "metadata" | "spec" => {
+                            return Err(serde::de::Error::custom(format_args!(
+                                "duplicate field `{key}`"
+                            )));
+                        }
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(DecodedObject(Box::new(object)))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
 }
 
 fn is_review_type(api_version: &str, kind: &str) -> bool {
@@ -292,10 +361,26 @@ fn wrong_type(api_version: &str, kind: &str) -> ReviewError {
 
 /// Decodes an AdmissionReview body.
 pub fn decode_review(body: &[u8]) -> Result<Review, ReviewError> {
-    // One pass over the body: the request is read in place (the objects are
-    // kept as raw JSON and read once more by `workload`). Decoding was the
-    // largest user-space cost of a warm admission.
-    let review: Result<ReviewIn, _> = serde_json::from_slice(body);
+    // One pass over the body, objects included: decoding was the largest
+    // user-space cost of a warm admission, and the object is most of the
+    // body. A body that does not decode that way (a malformed or unexpected
+    // object, or not a review at all) is read again by the two-pass path,
+    // which gives the same answer for every body this one accepts.
+    match serde_json::from_slice::<ReviewIn<DecodedObject>>(body) {
+        Ok(review) if is_review_type(&review.api_version, &review.kind) => {
+            let decoded = |o: Option<DecodedObject>| o.map(|o| ObjectJson::Decoded(o.0));
+            let r = review.request.ok_or(ReviewError::NoRequest)?;
+            Ok(request_of(review.api_version, r, decoded))
+        }
+        _ => decode_review_in_two_passes(body),
+    }
+}
+
+/// [`decode_review`] with the objects kept raw, to be read on their own by
+/// [`Request::workload`]. Public for the differential fuzz target only.
+#[doc(hidden)]
+pub fn decode_review_in_two_passes(body: &[u8]) -> Result<Review, ReviewError> {
+    let review: Result<ReviewIn<Box<RawValue>>, _> = serde_json::from_slice(body);
     let review = match review {
         Ok(r) => r,
         Err(e) => {
@@ -319,9 +404,18 @@ pub fn decode_review(body: &[u8]) -> Result<Review, ReviewError> {
             ));
         }
     }
-    let null = |raw: Option<Box<RawValue>>| raw.filter(|r| r.get().trim() != "null");
-    Ok(Review {
-        api_version: review.api_version,
+    let raw =
+        |o: Option<Box<RawValue>>| o.filter(|r| r.get().trim() != "null").map(ObjectJson::Raw);
+    Ok(request_of(review.api_version, r, raw))
+}
+
+fn request_of<O>(
+    api_version: String,
+    r: RequestIn<O>,
+    object: impl Fn(Option<O>) -> Option<ObjectJson>,
+) -> Review {
+    Review {
+        api_version,
         request: Request {
             uid: r.uid,
             kind: r.kind,
@@ -331,10 +425,10 @@ pub fn decode_review(body: &[u8]) -> Result<Review, ReviewError> {
             operation: r.operation,
             user: r.user_info,
             dry_run: r.dry_run.unwrap_or(false),
-            object: null(r.object),
-            old_object: null(r.old_object),
+            object: object(r.object),
+            old_object: object(r.old_object),
         },
-    })
+    }
 }
 
 #[derive(Serialize)]
@@ -552,15 +646,22 @@ impl Request {
         let Some(path) = pod_spec_path(&self.kind.group, kind) else {
             return Ok(None);
         };
-        let raw = self.object.as_ref().ok_or(AdmissionError::NoObject)?;
+        let object = self.object.as_ref().ok_or(AdmissionError::NoObject)?;
         let malformed = |name: &str, message: String| AdmissionError::MalformedSpec {
             kind: kind.to_owned(),
             name: name.to_owned(),
             path,
             message,
         };
-        let object: ObjectIn =
-            serde_json::from_str(raw.get()).map_err(|e| malformed(&self.name, e.to_string()))?;
+        let read;
+        let object: &ObjectIn = match object {
+            ObjectJson::Decoded(o) => o,
+            ObjectJson::Raw(raw) => {
+                read = serde_json::from_str::<ObjectIn>(raw.get())
+                    .map_err(|e| malformed(&self.name, e.to_string()))?;
+                &read
+            }
+        };
         let name = object
             .metadata
             .name
@@ -568,24 +669,47 @@ impl Request {
             .filter(|n| !n.is_empty())
             .or_else(|| object.metadata.generate_name.clone())
             .unwrap_or_else(|| self.name.clone());
-        let (template_labels, spec) =
-            pod_spec(object.spec, kind).ok_or_else(|| malformed(&name, "missing".into()))?;
+        let (template_labels, spec) = pod_spec(object.spec.as_ref(), kind)
+            .ok_or_else(|| malformed(&name, "missing".into()))?;
         let labels = if kind == "Pod" {
             object.metadata.labels.clone()
         } else {
-            template_labels
+            template_labels.clone()
         };
-        let old_images: BTreeSet<String> = match (self.operation, &self.old_object) {
-            (Operation::Update, Some(old)) => serde_json::from_str::<ObjectIn>(old.get())
-                .ok()
-                .and_then(|o| pod_spec(o.spec, kind))
-                .map(|(_, s)| gated(&s).into_iter().map(|c| c.image).collect())
-                .unwrap_or_default(),
+        let old_images: BTreeSet<&str> = match (self.operation, &self.old_object) {
+            (Operation::Update, Some(ObjectJson::Decoded(old))) => old_images(Some(old), kind),
+            (Operation::Update, Some(ObjectJson::Raw(old))) => {
+                // An old object that does not read gates every image.
+                let old = serde_json::from_str::<ObjectIn>(old.get()).ok();
+                return self.finish(
+                    trust,
+                    object,
+                    kind,
+                    name,
+                    labels,
+                    &spec,
+                    &old_images(old.as_ref(), kind),
+                );
+            }
             _ => BTreeSet::new(),
         };
-        let containers = gated(&spec)
+        self.finish(trust, object, kind, name, labels, &spec, &old_images)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        trust: &OwnerTrust,
+        object: &ObjectIn,
+        kind: &str,
+        name: String,
+        labels: BTreeMap<String, String>,
+        spec: &PodSpecView<'_>,
+        old_images: &BTreeSet<&str>,
+    ) -> Result<Option<Workload>, AdmissionError> {
+        let containers = gated(spec)
             .into_iter()
-            .filter(|c| !old_images.contains(&c.image))
+            .filter(|c| !old_images.contains(c.image.as_str()))
             .collect();
         let owners = &object.metadata.owner_references;
         let claimed = owners
@@ -610,7 +734,7 @@ impl Request {
             namespace: self
                 .namespace
                 .clone()
-                .or(object.metadata.namespace)
+                .or_else(|| object.metadata.namespace.clone())
                 .unwrap_or_default(),
             pod_name: (kind == "Pod").then(|| name.clone()),
             name,
@@ -621,77 +745,124 @@ impl Request {
             containers,
             pull_secrets: spec
                 .image_pull_secrets
-                .into_iter()
-                .map(|r| r.name)
-                .filter(|n| !n.is_empty())
+                .iter()
+                .filter(|r| !r.name.is_empty())
+                .map(|r| r.name.clone())
                 .collect(),
             service_account: spec
                 .service_account_name
                 .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "default".into()),
+                .unwrap_or("default")
+                .to_owned(),
         }))
     }
 }
 
+/// The images of an UPDATE's old object (those not changed are not gated again).
+fn old_images<'o>(old: Option<&'o ObjectIn>, kind: &str) -> BTreeSet<&'o str> {
+    old.and_then(|o| pod_spec(o.spec.as_ref(), kind))
+        .map(|(_, s)| s.images().collect())
+        .unwrap_or_default()
+}
+
+/// The parts of a pod spec gating reads, borrowed from a Pod's spec or a
+/// template's.
+struct PodSpecView<'o> {
+    containers: &'o [ContainerIn],
+    init_containers: &'o [ContainerIn],
+    ephemeral_containers: &'o [ContainerIn],
+    volumes: &'o [VolumeIn],
+    image_pull_secrets: &'o [NameRef],
+    service_account_name: Option<&'o str>,
+}
+
+static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+
 /// The pod spec (and the template's labels) of a kind's object.
-fn pod_spec(spec: Option<SpecIn>, kind: &str) -> Option<(BTreeMap<String, String>, PodSpecIn)> {
+fn pod_spec<'o>(
+    spec: Option<&'o SpecIn>,
+    kind: &str,
+) -> Option<(&'o BTreeMap<String, String>, PodSpecView<'o>)> {
     let spec = spec?;
     let template = match kind {
         "Pod" => {
-            spec.containers.as_ref()?;
             return Some((
-                BTreeMap::new(),
-                PodSpecIn {
-                    containers: spec.containers,
-                    init_containers: spec.init_containers,
-                    ephemeral_containers: spec.ephemeral_containers,
-                    volumes: spec.volumes,
-                    image_pull_secrets: spec.image_pull_secrets,
-                    service_account_name: spec.service_account_name,
+                &NO_LABELS,
+                PodSpecView {
+                    containers: spec.containers.as_deref()?,
+                    init_containers: &spec.init_containers,
+                    ephemeral_containers: &spec.ephemeral_containers,
+                    volumes: &spec.volumes,
+                    image_pull_secrets: &spec.image_pull_secrets,
+                    service_account_name: spec.service_account_name.as_deref(),
                 },
             ));
         }
-        "CronJob" => spec.job_template?.spec?.template?,
-        _ => spec.template?,
+        "CronJob" => spec
+            .job_template
+            .as_ref()?
+            .spec
+            .as_ref()?
+            .template
+            .as_ref()?,
+        _ => spec.template.as_ref()?,
     };
-    let pod = template.spec?;
-    pod.containers.as_ref()?;
-    Some((template.metadata.labels, pod))
+    let pod = template.spec.as_ref()?;
+    Some((
+        &template.metadata.labels,
+        PodSpecView {
+            containers: pod.containers.as_deref()?,
+            init_containers: &pod.init_containers,
+            ephemeral_containers: &pod.ephemeral_containers,
+            volumes: &pod.volumes,
+            image_pull_secrets: &pod.image_pull_secrets,
+            service_account_name: pod.service_account_name.as_deref(),
+        },
+    ))
+}
+
+impl<'o> PodSpecView<'o> {
+    /// Each image with its name and list, in the order the kubelet pulls.
+    fn entries(
+        &self,
+    ) -> impl Iterator<Item = (std::borrow::Cow<'o, str>, &'o str, ContainerKind)> + '_ {
+        let lists = [
+            (self.init_containers, ContainerKind::Init),
+            (self.containers, ContainerKind::Container),
+            (self.ephemeral_containers, ContainerKind::Ephemeral),
+        ];
+        let containers = lists.into_iter().flat_map(|(list, kind)| {
+            list.iter().filter_map(move |c| {
+                c.image
+                    .as_deref()
+                    .map(|image| (std::borrow::Cow::Borrowed(c.name.as_str()), image, kind))
+            })
+        });
+        let volumes = self.volumes.iter().filter_map(|v| {
+            let reference = v.image.as_ref()?.reference.as_deref()?;
+            Some((
+                std::borrow::Cow::Owned(format!("volume:{}", v.name)),
+                reference,
+                ContainerKind::ImageVolume,
+            ))
+        });
+        containers.chain(volumes)
+    }
+
+    fn images(&self) -> impl Iterator<Item = &'o str> + '_ {
+        self.entries().map(|(_, image, _)| image)
+    }
 }
 
 /// Every image the kubelet pulls for this spec.
-fn gated(spec: &PodSpecIn) -> Vec<GatedContainer> {
-    let mut out = Vec::new();
-    let none = Vec::new();
-    let lists = [
-        (&spec.init_containers, ContainerKind::Init),
-        (
-            spec.containers.as_ref().unwrap_or(&none),
-            ContainerKind::Container,
-        ),
-        (&spec.ephemeral_containers, ContainerKind::Ephemeral),
-    ];
-    for (list, kind) in lists {
-        for c in list {
-            if let Some(image) = &c.image {
-                out.push(GatedContainer {
-                    name: c.name.clone(),
-                    image: image.clone(),
-                    kind,
-                });
-            }
-        }
-    }
-    for v in &spec.volumes {
-        if let Some(reference) = v.image.as_ref().and_then(|i| i.reference.clone()) {
-            out.push(GatedContainer {
-                name: format!("volume:{}", v.name),
-                image: reference,
-                kind: ContainerKind::ImageVolume,
-            });
-        }
-    }
-    out
+fn gated(spec: &PodSpecView<'_>) -> Vec<GatedContainer> {
+    spec.entries()
+        .map(|(name, image, kind)| GatedContainer {
+            name: name.into_owned(),
+            image: image.to_owned(),
+            kind,
+        })
+        .collect()
 }
 
 /// A Pod's owning workload as far as its own request tells: a ReplicaSet's
@@ -768,6 +939,101 @@ mod tests {
         assert_eq!(w.workload, None);
         assert_eq!(w.owner, None);
         assert!(w.owner_ignored);
+    }
+
+    /// What a body decodes to, by `decode`: the review's error, or the
+    /// workload's outcome under the default trust and trusting the requester.
+    fn outcome(
+        decode: fn(&[u8]) -> Result<Review, ReviewError>,
+        body: &[u8],
+    ) -> Result<Vec<Result<Option<Workload>, AdmissionError>>, ReviewError> {
+        let review = decode(body)?;
+        let mut trusting = OwnerTrust::default();
+        trusting
+            .controllers
+            .insert(review.request.user.username.clone());
+        Ok([OwnerTrust::default(), trusting]
+            .iter()
+            .map(|t| review.request.workload(t))
+            .collect())
+    }
+
+    #[test]
+    fn one_pass_decoding_answers_as_two_passes_do() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../testdata/admission-review");
+        let mut bodies: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+            .collect();
+        assert!(bodies.len() >= 5);
+        let wrap = |object: &str, old: &str| {
+            format!(
+                r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"uid":"u1","kind":{{"group":"","version":"v1","kind":"Pod"}},"name":"p","namespace":"team","operation":"UPDATE","userInfo":{{"username":"system:serviceaccount:kube-system:replicaset-controller"}},"object":{object},"oldObject":{old}}}}}"#
+            )
+            .into_bytes()
+        };
+        let pod =
+            r#"{"metadata":{"name":"a"},"spec":{"containers":[{"name":"c","image":"nginx"}]}}"#;
+        for (object, old) in [
+            (pod, "null"),
+            (OWNED_POD, pod),
+            // An array of the fields, which a derived struct decoder accepts.
+            (
+                r#"[{"name":"a"},{"containers":[{"name":"c","image":"evil"}]}]"#,
+                "null",
+            ),
+            (
+                pod,
+                r#"[{}, {"containers":[{"name":"c","image":"nginx"}]}]"#,
+            ),
+            // Duplicate fields, at the top of the object and inside.
+            (
+                r#"{"spec":{"containers":[]},"spec":{"containers":[{"name":"c","image":"evil"}]}}"#,
+                "null",
+            ),
+            (
+                r#"{"metadata":{},"metadata":{"name":"x"},"spec":{"containers":[{"image":"evil"}]}}"#,
+                "null",
+            ),
+            (
+                r#"{"spec":{"containers":[{"image":"a","image":"evil"}]}}"#,
+                "null",
+            ),
+            // Escaped keys.
+            (
+                r#"{"sp\u0065c":{"cont\u0061iners":[{"name":"c","image":"evil"}]}}"#,
+                "null",
+            ),
+            // Malformed pod specs: a denial with the path, not a 400.
+            (r#"{"spec":{"containers":"evil"}}"#, "null"),
+            (
+                r#"{"spec":{"containers":[{"name":"c","image":7}]}}"#,
+                "null",
+            ),
+            (r#"{"spec":{}}"#, "null"),
+            (pod, r#"{"spec":{"containers":"x"}}"#),
+            (pod, r#""old""#),
+            ("7", "null"),
+            ("null", "null"),
+            (
+                r#"{"spec":{"containers":[{"name":"c","image":"a"}],"template":{"spec":{"containers":[{"image":"t"}]}}}}"#,
+                "null",
+            ),
+        ] {
+            bodies.push(wrap(object, old));
+        }
+        // Deep nesting inside the object.
+        let deep = format!("{}{}", "[".repeat(120), "]".repeat(120));
+        bodies.push(wrap(
+            &format!(r#"{{"x":{deep},"spec":{{"containers":[{{"image":"a"}}]}}}}"#),
+            "null",
+        ));
+        for body in &bodies {
+            let one = outcome(decode_review, body);
+            let two = outcome(decode_review_in_two_passes, body);
+            assert_eq!(one, two, "{}", String::from_utf8_lossy(body));
+        }
     }
 
     #[test]

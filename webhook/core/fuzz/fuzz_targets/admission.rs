@@ -2,28 +2,43 @@
 //! the workload (with the default owner trust, and trusting the requester),
 //! judge every image with fixed rules, aggregate, and encode the answer,
 //! which must be JSON echoing the request's uid and version and staying
-//! inside the API server's limits.
+//! inside the API server's limits. The one-pass decoder must read every
+//! body as the two-pass one does (same error, same workloads).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portcullis_core::admission::{OwnerTrust, decode_review, encode_response};
+use portcullis_core::admission::{
+    OwnerTrust, decode_review, decode_review_in_two_passes, encode_response,
+};
 use portcullis_core::engine::{AnswerOptions, ContainerDecision, Subject, aggregate_with};
 use portcullis_core::reference::{ImageRef, shown};
 use portcullis_core_fuzz::{POLICIES, check_answer, judge};
 
 fuzz_target!(|data: &[u8]| {
+    let two_passes = decode_review_in_two_passes(data);
     let review = match decode_review(data) {
         Ok(r) => r,
         Err(e) => {
             assert!(!e.to_string().is_empty());
+            assert_eq!(two_passes.err(), Some(e), "the decoders disagree");
             return;
         }
+    };
+    let two_passes = match two_passes {
+        Ok(r) => r,
+        Err(e) => panic!("one pass decoded, two passes refused: {e}"),
     };
     let request = &review.request;
     let mut trusting = OwnerTrust::default();
     trusting.controllers.insert(request.user.username.clone());
     for trust in [OwnerTrust::default(), trusting] {
-        let workload = match request.workload(&trust) {
+        let read = request.workload(&trust);
+        assert_eq!(
+            read,
+            two_passes.request.workload(&trust),
+            "the decoders read different workloads"
+        );
+        let workload = match read {
             Ok(Some(w)) => w,
             Ok(None) => continue,
             Err(e) => {
