@@ -12,8 +12,10 @@
 //!                              are scoped to other namespaces
 //!   --findings 200             findings per image (generated Grype reports)
 //!   --seconds 10 --connections 32
-//!   --profile DIR              perf record (cpu-clock, dwarf) the webhook during each run
+//!   --profile DIR              perf record (cpu-clock, dwarf) the floor and the webhook during each run
 //!   --log warn                 the webhook's --log (info writes one line per audited image)
+//!   --pin                      wrk on CPU 0, the server measured (floor, then webhook)
+//!                              on CPU 1; without it every process shares both cores
 //! Without knobs it runs the matrix (see `default_cases`).
 //!
 //!     cargo build --release -p portcullis-webhook --bins --examples
@@ -31,7 +33,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use common::{Rng, Seeder, grype_report, pod_review, realistic_pod, wrk};
+use common::{Placement, Rng, Seeder, grype_report, pod_review, realistic_pod, wrk_placed};
 use serde_json::Value;
 use support::{Registry, Webhook};
 
@@ -152,15 +154,24 @@ fn default_cases() -> Vec<Case> {
 async fn main() {
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let mut args = BTreeMap::new();
-    for pair in raw.chunks(2) {
-        let key = pair[0].trim_start_matches("--").to_owned();
-        args.insert(key, pair.get(1).cloned().unwrap_or_default());
+    let mut i = 0;
+    while i < raw.len() {
+        let key = raw[i].trim_start_matches("--").to_owned();
+        // A flag (`--pin`) has no value.
+        let value = raw.get(i + 1).filter(|v| !v.starts_with("--")).cloned();
+        i += if value.is_some() { 2 } else { 1 };
+        args.insert(key, value.unwrap_or_default());
     }
     let seconds: u64 = args.get("seconds").map_or(10, |s| s.parse().unwrap());
     let connections: usize = args.get("connections").map_or(32, |s| s.parse().unwrap());
     let findings: usize = args.get("findings").map_or(200, |s| s.parse().unwrap());
     let log = args.get("log").cloned().unwrap_or_else(|| "warn".into());
     let profile: Option<PathBuf> = args.get("profile").map(PathBuf::from);
+    let placement = if args.contains_key("pin") {
+        Placement::Pinned
+    } else {
+        Placement::Shared
+    };
     let cases: Vec<Case> = if ["containers", "rules", "violations", "scope"]
         .iter()
         .any(|k| args.contains_key(*k))
@@ -218,10 +229,14 @@ async fn main() {
     }
 
     println!(
-        "warm path: {findings} findings per image, wrk -t2 -c{connections} -d{seconds}s, webhook --log={log}"
+        "warm path: {findings} findings per image, wrk -t2 -c{connections} -d{seconds}s, webhook --log={log}, {}",
+        match placement {
+            Placement::Shared => "wrk and server share both cores",
+            Placement::Pinned => "wrk on CPU 0, server on CPU 1",
+        }
     );
     println!(
-        "{:>5} {:>5} {:>5} {:>6} {:>6} | {:>9} {:>8} {:>8} | {:>9} {:>8} {:>8} | {:>5}",
+        "{:>5} {:>5} {:>5} {:>6} {:>6} | {:>9} {:>8} {:>8} {:>7} | {:>9} {:>8} {:>8} {:>7} | {:>5}",
         "width",
         "rules",
         "viol",
@@ -230,9 +245,11 @@ async fn main() {
         "floor/s",
         "p50",
         "p99",
+        "cpu/req",
         "webhook/s",
         "p50",
         "p99",
+        "cpu/req",
         "ratio"
     );
     for case in cases {
@@ -268,19 +285,38 @@ async fn main() {
         let (status, _) = webhook.post(body.clone().into_bytes()).await;
         assert_eq!(status, 200);
 
+        // CPU per request: the floor runs in this process (idle otherwise
+        // while wrk runs), the webhook in its own.
+        let own = std::process::id();
+        let before = common::cpu_seconds(own);
+        let floor_perf = profile.as_ref().map(|dir| {
+            std::fs::create_dir_all(dir).unwrap();
+            common::perf_record(
+                own,
+                seconds.saturating_sub(2).max(1),
+                &dir.join(format!("floor-{}.perf.data", case.containers)),
+            )
+        });
+        placement.place_server(own);
         let floor = tokio::task::spawn_blocking({
             let body = body.clone();
             move || {
-                wrk(
+                wrk_placed(
                     &format!("https://localhost:{floor_port}/validate"),
                     &body,
                     connections,
                     seconds,
+                    placement,
                 )
             }
         })
         .await
         .unwrap();
+        Placement::Shared.place_server(own);
+        let floor_cpu = (common::cpu_seconds(own) - before) / floor.requests.max(1) as f64;
+        if let Some(mut p) = floor_perf {
+            let _ = p.wait();
+        }
         let perf = profile.as_ref().map(|dir| {
             std::fs::create_dir_all(dir).unwrap();
             let name = format!(
@@ -295,19 +331,24 @@ async fn main() {
             )
         });
         let port = webhook.port;
+        let before = common::cpu_seconds(webhook.pid());
+        placement.place_server(webhook.pid());
         let measured = tokio::task::spawn_blocking({
             let body = body.clone();
             move || {
-                wrk(
+                wrk_placed(
                     &format!("https://localhost:{port}/validate"),
                     &body,
                     connections,
                     seconds,
+                    placement,
                 )
             }
         })
         .await
         .unwrap();
+        let webhook_cpu =
+            (common::cpu_seconds(webhook.pid()) - before) / measured.requests.max(1) as f64;
         if let Some(mut p) = perf {
             let _ = p.wait();
         }
@@ -315,7 +356,7 @@ async fn main() {
             assert!(l.errors.is_none(), "{case:?}: {:?}", l.errors);
         }
         println!(
-            "{:>5} {:>5} {:>5} {:>6} {:>6} | {:>9.0} {:>8} {:>8} | {:>9.0} {:>8} {:>8} | {:>5.2}",
+            "{:>5} {:>5} {:>5} {:>6} {:>6} | {:>9.0} {:>8} {:>8} {:>5.1}us | {:>9.0} {:>8} {:>8} {:>5.1}us | {:>5.2}",
             case.containers,
             case.rules,
             format!("{:?}", case.violations).to_lowercase(),
@@ -324,9 +365,11 @@ async fn main() {
             floor.rps,
             floor.p50,
             floor.p99,
+            floor_cpu * 1e6,
             measured.rps,
             measured.p50,
             measured.p99,
+            webhook_cpu * 1e6,
             measured.rps / floor.rps
         );
     }

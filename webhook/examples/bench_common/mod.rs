@@ -382,13 +382,52 @@ fn find_uid(body: &[u8]) -> &str {
 #[derive(Debug, Clone, Default)]
 pub struct Load {
     pub rps: f64,
+    /// Requests completed in the run.
+    pub requests: u64,
     pub p50: String,
     pub p99: String,
     pub errors: Option<String>,
 }
 
+/// Where the load generator and the server run: shared (every process on
+/// every core, as the two share a small machine) or pinned (wrk on CPU 0,
+/// the server measured on CPU 1: a load generator with its own core, as on a
+/// separate machine, and a server with exactly one core).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    Shared,
+    Pinned,
+}
+
+impl Placement {
+    /// Puts every thread of `pid` where the server belongs.
+    pub fn place_server(self, pid: u32) {
+        let cpus = match self {
+            Placement::Shared => "0-1023",
+            Placement::Pinned => "1",
+        };
+        let status = Command::new("taskset")
+            .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("taskset (util-linux)");
+        assert!(status.success(), "taskset -p {pid}");
+    }
+}
+
 /// wrk, 2 threads, keep-alive connections, POSTing `body` (written to a Lua script).
 pub fn wrk(url: &str, body: &str, connections: usize, seconds: u64) -> Load {
+    wrk_placed(url, body, connections, seconds, Placement::Shared)
+}
+
+/// [`wrk`], on CPU 0 when `placement` is pinned.
+pub fn wrk_placed(
+    url: &str,
+    body: &str,
+    connections: usize,
+    seconds: u64,
+    placement: Placement,
+) -> Load {
     let dir = tempfile::tempdir().unwrap();
     let lua = dir.path().join("post.lua");
     std::fs::write(
@@ -399,7 +438,15 @@ pub fn wrk(url: &str, body: &str, connections: usize, seconds: u64) -> Load {
         ),
     )
     .unwrap();
-    let out = Command::new("wrk")
+    let mut command = match placement {
+        Placement::Shared => Command::new("wrk"),
+        Placement::Pinned => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "0", "wrk"]);
+            c
+        }
+    };
+    let out = command
         .args(["-t2", "-c", &connections.to_string()])
         .args(["-d", &format!("{seconds}s"), "--latency", "-s"])
         .arg(&lua)
@@ -422,12 +469,36 @@ pub fn wrk(url: &str, body: &str, connections: usize, seconds: u64) -> Load {
         .lines()
         .find(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
         .map(str::to_owned);
+    // "123456 requests in 10.00s, 45.67MB read"
+    let requests = text
+        .lines()
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
     Load {
         rps,
+        requests,
         p50: pct("50%"),
         p99: pct("99%"),
         errors,
     }
+}
+
+/// CPU time (user + system) a process has used so far, in seconds, from
+/// `/proc/<pid>/stat` (clock ticks of 1/100 s).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) may hold spaces; count from the ')'.
+    let rest = text.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After ')': state is field 3, so utime (14) and stime (15) are at 11, 12.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
 /// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
