@@ -365,8 +365,14 @@ pub fn decode_review(body: &[u8]) -> Result<Review, ReviewError> {
     // user-space cost of a warm admission, and the object is most of the
     // body. A body that does not decode that way (a malformed or unexpected
     // object, or not a review at all) is read again by the two-pass path,
-    // which gives the same answer for every body this one accepts.
-    match serde_json::from_slice::<ReviewIn<DecodedObject>>(body) {
+    // which gives the same answer for every body this one accepts. Only
+    // UTF-8 bodies take this path: the two-pass path refuses an object with
+    // invalid UTF-8 anywhere in it (the raw object is text), while this one
+    // would skip it inside fields it ignores (found by the fuzz target).
+    let Ok(text) = std::str::from_utf8(body) else {
+        return decode_review_in_two_passes(body);
+    };
+    match serde_json::from_str::<ReviewIn<DecodedObject>>(text) {
         Ok(review) if is_review_type(&review.api_version, &review.kind) => {
             let decoded = |o: Option<DecodedObject>| o.map(|o| ObjectJson::Decoded(o.0));
             let r = review.request.ok_or(ReviewError::NoRequest)?;

@@ -199,3 +199,26 @@ fn a_cyclonedx_component_copied_into_every_affects_entry_is_refused_beyond_the_l
     assert_eq!(report.findings.len(), 64);
     assert_eq!(findings_text(&report), 64 * (10 + 200 + 1));
 }
+
+#[test]
+fn every_kept_admission_input_decodes_as_in_two_passes() {
+    use portcullis_core::admission::{OwnerTrust, decode_review, decode_review_in_two_passes};
+    let inputs = regressions("admission");
+    assert!(!inputs.is_empty());
+    for (name, bytes) in inputs {
+        let one = decode_review(&bytes);
+        let two = decode_review_in_two_passes(&bytes);
+        match (one, two) {
+            (Err(a), Err(b)) => assert_eq!(a, b, "{name}"),
+            (Ok(a), Ok(b)) => {
+                let trust = OwnerTrust::default();
+                assert_eq!(
+                    a.request.workload(&trust),
+                    b.request.workload(&trust),
+                    "{name}"
+                );
+            }
+            (a, b) => panic!("{name}: one pass {:?}, two passes {:?}", a.err(), b.err()),
+        }
+    }
+}

@@ -371,6 +371,15 @@ impl ScanSummary {
         }
     }
 
+    /// The IDs at `positions`, as text.
+    pub(super) fn ids(&self, positions: &[usize]) -> Vec<Arc<str>> {
+        if positions.iter().any(|&p| self.ids[p] >= LOCAL) {
+            return positions.iter().map(|&p| self.id(p)).collect();
+        }
+        self.interner
+            .resolve_all(positions.iter().map(|&p| self.ids[p]))
+    }
+
     /// Whether the ID at `position` is `id`.
     pub(super) fn is(&self, position: usize, id: &Pinned) -> bool {
         let h = self.ids[position];

@@ -107,6 +107,20 @@ impl Interner {
             .unwrap_or_else(|| Arc::from(""))
     }
 
+    /// The texts of `handles`, under one read of the table (a CVE list of a
+    /// warning is up to ten IDs; a lock per ID was most of its cost).
+    pub fn resolve_all(&self, handles: impl Iterator<Item = u32>) -> Vec<Arc<str>> {
+        let t = self.read();
+        handles
+            .map(|h| {
+                t.slots
+                    .get(h as usize)
+                    .and_then(|s| s.text.clone())
+                    .unwrap_or_else(|| Arc::from(""))
+            })
+            .collect()
+    }
+
     /// One reference to `text`, interned whatever the bound (rules).
     pub fn pin(&self, text: &str) -> u32 {
         let mut t = self.write();

@@ -1038,7 +1038,7 @@ fn listed_cves(
 ) -> Vec<Arc<str>> {
     let positions = listed_from_kept(summary, rule, level, today, is_suppressed)
         .unwrap_or_else(|| listed_by_pass(summary, rule, level, today, is_suppressed));
-    positions.into_iter().map(|p| summary.id(p)).collect()
+    summary.ids(&positions)
 }
 
 fn listed_from_kept(
