@@ -126,6 +126,10 @@ pub struct ScanSummary {
     by_handle: Positions,
     /// IDs the interner had no room for (`LOCAL | i`), sorted.
     local: Box<[Box<str>]>,
+    /// A two-probe Bloom filter of the interned handles in `ids` (about four
+    /// bits per distinct ID): most IDs a rule ignores or forbids are absent,
+    /// and the filter answers those without the binary search.
+    filter: Box<[u64]>,
     /// First distinct IDs per counted level, as positions; `spans[0]` over
     /// all findings, `spans[1]` over fixable ones, each strongest level first.
     top: Box<[u16]>,
@@ -135,6 +139,36 @@ pub struct ScanSummary {
     scanned_at: Option<Timestamp>,
     /// Where `ids` are interned.
     interner: &'static Interner,
+}
+
+/// The two bit positions of `handle` in a filter of `bits` bits (a power of two).
+fn filter_bits(handle: u32, bits: usize) -> [usize; 2] {
+    let x = u64::from(handle).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mask = bits - 1;
+    [(x >> 40) as usize & mask, (x >> 20) as usize & mask]
+}
+
+/// The Bloom filter of the interned (not local) handles of `ids`.
+fn handle_filter(ids: &[u32]) -> Box<[u64]> {
+    let global = ids.iter().filter(|h| **h < LOCAL);
+    let distinct = global.clone().count();
+    let bits = (distinct * 4).next_power_of_two().max(64);
+    let mut words = vec![0u64; bits / 64];
+    for &h in global {
+        for b in filter_bits(h, bits) {
+            words[b / 64] |= 1 << (b % 64);
+        }
+    }
+    words.into_boxed_slice()
+}
+
+/// False only when `handle` is certainly not in the filter's IDs.
+fn filter_may_hold(filter: &[u64], handle: u32) -> bool {
+    let bits = filter.len() * 64;
+    bits == 0
+        || filter_bits(handle, bits)
+            .iter()
+            .all(|b| filter[b / 64] & (1 << (b % 64)) != 0)
 }
 
 /// The summary's order of findings given as (ID, severity, fixable): by ID,
@@ -298,11 +332,13 @@ impl ScanSummary {
                 fixable[level] += 1;
             }
         }
+        let filter = handle_filter(&ids);
         let summary = ScanSummary {
             ids,
             flags,
             by_handle,
             local: local.into_boxed_slice(),
+            filter,
             top: top.into_boxed_slice(),
             spans,
             all,
@@ -336,6 +372,7 @@ impl ScanSummary {
             + self.flags.len()
             + self.by_handle.bytes()
             + self.top.len() * 2
+            + self.filter.len() * 8
             + self.local.iter().map(|l| l.len() + 32).sum::<usize>()
             + ALLOCATIONS * 16
     }
@@ -414,7 +451,12 @@ impl ScanSummary {
     /// The positions of the findings with ID `id` (one per package): a
     /// range, since they are adjacent in the summary's order.
     pub(super) fn find(&self, id: &Pinned) -> Range<usize> {
-        let found = self.range_of(id.handle());
+        let h = id.handle();
+        let found = if filter_may_hold(&self.filter, h) {
+            self.range_of(h)
+        } else {
+            0..0
+        };
         if !found.is_empty() || self.local.is_empty() {
             return found;
         }
@@ -463,6 +505,7 @@ impl Clone for ScanSummary {
             flags: self.flags.clone(),
             by_handle: self.by_handle.clone(),
             local: self.local.clone(),
+            filter: self.filter.clone(),
             top: self.top.clone(),
             spans: self.spans,
             all: self.all,

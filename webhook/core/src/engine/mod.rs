@@ -1211,6 +1211,26 @@ mod tests {
     }
 
     proptest! {
+        /// The Bloom filter in front of ID lookups never hides a present ID:
+        /// `find` gives exactly the positions holding the ID, as a scan does.
+        #[test]
+        fn find_gives_every_position_of_an_id_filter_or_not(
+            present in prop::collection::vec(0u32..3000, 0..400),
+            asked in prop::collection::vec(0u32..3000, 1..60),
+        ) {
+            let id = |n: u32| format!("CVE-1971-{n:05}-filter-test");
+            let summary = ScanSummary::new(
+                present.iter().map(|n| GateFinding { id: id(*n).into(), severity: Severity::High, fixable: false }),
+                None,
+            );
+            for n in asked.iter().chain(present.iter().take(20)) {
+                let pinned = intern::Pinned::new(&id(*n));
+                let found: Vec<usize> = summary.find(&pinned).collect();
+                let scanned: Vec<usize> = (0..summary.len()).filter(|p| summary.is(*p, &pinned)).collect();
+                prop_assert_eq!(found, scanned);
+            }
+        }
+
         /// The CVEs a message lists come from the kept first IDs per level
         /// when they suffice, and are the same as a pass over all findings.
         #[test]

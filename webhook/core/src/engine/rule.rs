@@ -224,6 +224,13 @@ impl ValueMatcher {
         Ok(ValueMatcher { test, negate })
     }
 
+    /// True when every text matches (a `*` glob, not negated).
+    fn matches_every_text(&self) -> bool {
+        !self.negate
+            && matches!(&self.test, Test::Text { operator: MatchOperator::Glob, globs, .. }
+                if globs.iter().any(|g| matches!(g, TextGlob::Any)))
+    }
+
     /// The only texts this matcher accepts, when it names them literally
     /// (`Equals`, or `Glob` values without wildcards): what rules are indexed by.
     fn literals(&self) -> Option<Vec<&str>> {
@@ -712,6 +719,12 @@ fn compile_scope(
                 &format!("scope[{i}].values"),
             )?;
             Ok((attribute, matcher))
+        })
+        // `Namespace: ['*']` (and `Kind`), the usual "everywhere", holds for
+        // every subject: evaluating it per rule and container was a tenth of
+        // the engine's time.
+        .filter(|compiled| {
+            !matches!(compiled, Ok((Attribute::Namespace | Attribute::Kind, m)) if m.matches_every_text())
         })
         .collect()
 }
