@@ -80,6 +80,48 @@ pub struct Gate {
     pub events: Option<EventSink>,
     /// Background lookup slots (see [`ReviewLimits::max_background_lookups`]).
     pub background: Arc<Semaphore>,
+    /// Image references as written, parsed.
+    pub references: ParsedReferences,
+}
+
+/// Image references as written in pod specs, parsed: the same few hundred
+/// names come back on every admission, and parsing (validation and
+/// normalisation, seven allocations) was a twentieth of a warm admission.
+/// Parsing is a pure function of the text, so sharing results across tenants
+/// tells nobody anything. Bounded by bytes; only references that parse are kept.
+#[derive(Clone)]
+pub struct ParsedReferences(moka::sync::Cache<Arc<str>, Arc<ImageRef>>);
+
+impl ParsedReferences {
+    /// A cache of at most `max_bytes` (texts and parsed references).
+    pub fn new(max_bytes: u64) -> Self {
+        ParsedReferences(
+            moka::sync::Cache::builder()
+                .max_capacity(max_bytes)
+                .weigher(|text: &Arc<str>, parsed: &Arc<ImageRef>| {
+                    // The text, the parsed copies (registry, repository,
+                    // name, whole reference) and the entry's own overhead.
+                    u32::try_from(text.len() + 4 * parsed.as_str().len() + 256).unwrap_or(u32::MAX)
+                })
+                .build(),
+        )
+    }
+
+    /// `text` parsed.
+    pub fn parse(&self, text: &str) -> Result<Arc<ImageRef>, String> {
+        if let Some(parsed) = self.0.get(text) {
+            return Ok(parsed);
+        }
+        let parsed = Arc::new(ImageRef::parse(text).map_err(|e| e.to_string())?);
+        self.0.insert(text.into(), parsed.clone());
+        Ok(parsed)
+    }
+}
+
+impl Default for ParsedReferences {
+    fn default() -> Self {
+        ParsedReferences::new(4 * 1024 * 1024)
+    }
 }
 
 /// How one container was judged: fully written out (references that do not
@@ -120,7 +162,7 @@ pub struct ContainerJudgement<'w> {
 /// One distinct image of a request: as written, parsed, and what was found.
 struct Image<'w> {
     text: &'w str,
-    parsed: Result<ImageRef, String>,
+    parsed: Result<Arc<ImageRef>, String>,
     evidence: Option<Arc<ImageEvidence>>,
 }
 
@@ -172,6 +214,7 @@ impl Gate {
             metrics,
             events: None,
             background: Arc::new(Semaphore::new(limits.max_background_lookups)),
+            references: ParsedReferences::default(),
         }
     }
 
@@ -268,7 +311,7 @@ impl Gate {
             return self.too_many(judgement, n);
         }
         for image in &mut judgement.images {
-            image.parsed = ImageRef::parse(image.text).map_err(|e| e.to_string());
+            image.parsed = self.references.parse(image.text);
         }
 
         // One lookup per distinct image some rule cares about.
@@ -329,7 +372,7 @@ impl Gate {
                         image.evidence = Some(ev);
                         self.lookup
                             .refresh(
-                                image_ref.clone(),
+                                ImageRef::clone(image_ref),
                                 target(&snapshot, image_ref, creds.clone()),
                                 snapshot.producers.clone(),
                             )
@@ -342,7 +385,7 @@ impl Gate {
             let mut lookup = self.lookup_image(
                 &snapshot,
                 workload,
-                image_ref.clone(),
+                ImageRef::clone(image_ref),
                 resolved.and_then(Result::ok),
             );
             // Lookups that complete without waiting (the step caches) need
@@ -895,5 +938,45 @@ fn subject<'a>(
         container: Some(container),
         image,
         digest,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code fails loudly")]
+
+    use super::*;
+
+    #[test]
+    fn parsed_references_are_the_parse_and_stay_within_their_bytes() {
+        let refs = ParsedReferences::new(64 * 1024);
+        for text in [
+            "nginx",
+            "Registry.Example.com:443/team/app:1.0",
+            "0x7f.1:5000/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ] {
+            let fresh = ImageRef::parse(text).unwrap();
+            // Parsed, then served from the cache: the same reference.
+            assert_eq!(*refs.parse(text).unwrap(), fresh, "{text}");
+            assert_eq!(*refs.parse(text).unwrap(), fresh, "{text}");
+        }
+        // Errors are the parser's, every time, and not kept.
+        let e = ImageRef::parse("team/App:1").unwrap_err().to_string();
+        assert_eq!(refs.parse("team/App:1").unwrap_err(), e);
+        assert_eq!(refs.parse("team/App:1").unwrap_err(), e);
+        refs.0.run_pending_tasks();
+        assert_eq!(refs.0.entry_count(), 3);
+        // A flood of long, distinct names stays within the bound.
+        let long = "a".repeat(200);
+        for i in 0..5_000 {
+            refs.parse(&format!("registry.example.com/{long}:{i}"))
+                .unwrap();
+        }
+        refs.0.run_pending_tasks();
+        assert!(
+            refs.0.weighted_size() <= 64 * 1024,
+            "{}",
+            refs.0.weighted_size()
+        );
     }
 }

@@ -10,7 +10,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use portcullis_webhook::admission::OwnerTrust;
 use portcullis_webhook::config::Config;
 use portcullis_webhook::engine::AnswerOptions;
-use portcullis_webhook::gate::{EventSink, Gate, ReviewLimits};
+use portcullis_webhook::gate::{EventSink, Gate, ParsedReferences, ReviewLimits};
 use portcullis_webhook::metrics::Metrics;
 use portcullis_webhook::owners::OwnerVerifier;
 use portcullis_webhook::policies::{self, PolicyStore};
@@ -280,6 +280,7 @@ async fn run(config: Config) -> Result<(), StartError> {
         metrics: metrics.clone(),
         events,
         background: Arc::new(Semaphore::new(config.max_background_lookups.max(1))),
+        references: ParsedReferences::default(),
     });
     let limits = ServerLimits {
         max_connections: config.max_connections,
