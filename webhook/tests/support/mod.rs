@@ -469,6 +469,8 @@ impl Webhook {
         let metrics_port = free_port();
         let log = dir.path().join("webhook.log");
         let mut cmd = Command::new(bin("portcullis-webhook"));
+        // As the container image sets it (Dockerfile).
+        cmd.env("MIMALLOC_ARENA_EAGER_COMMIT", "0");
         cmd.arg(format!("--listen=127.0.0.1:{port}"))
             .arg(format!("--metrics-listen=127.0.0.1:{metrics_port}"))
             .arg(format!(
