@@ -682,38 +682,19 @@ impl Request {
         } else {
             template_labels.clone()
         };
-        let old_images: BTreeSet<&str> = match (self.operation, &self.old_object) {
-            (Operation::Update, Some(ObjectJson::Decoded(old))) => old_images(Some(old), kind),
+        // On UPDATE, images the old object already had are not gated again;
+        // an old object that does not read gates every image.
+        let old_read;
+        let old = match (self.operation, &self.old_object) {
+            (Operation::Update, Some(ObjectJson::Decoded(old))) => Some(&**old),
             (Operation::Update, Some(ObjectJson::Raw(old))) => {
-                // An old object that does not read gates every image.
-                let old = serde_json::from_str::<ObjectIn>(old.get()).ok();
-                return self.finish(
-                    trust,
-                    object,
-                    kind,
-                    name,
-                    labels,
-                    &spec,
-                    &old_images(old.as_ref(), kind),
-                );
+                old_read = serde_json::from_str::<ObjectIn>(old.get()).ok();
+                old_read.as_ref()
             }
-            _ => BTreeSet::new(),
+            _ => None,
         };
-        self.finish(trust, object, kind, name, labels, &spec, &old_images)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn finish(
-        &self,
-        trust: &OwnerTrust,
-        object: &ObjectIn,
-        kind: &str,
-        name: String,
-        labels: BTreeMap<String, String>,
-        spec: &PodSpecView<'_>,
-        old_images: &BTreeSet<&str>,
-    ) -> Result<Option<Workload>, AdmissionError> {
-        let containers = gated(spec)
+        let old_images = old_images(old, kind);
+        let containers = gated(&spec)
             .into_iter()
             .filter(|c| !old_images.contains(c.image.as_str()))
             .collect();

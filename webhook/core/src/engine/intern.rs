@@ -100,25 +100,14 @@ impl Interner {
     /// The text of a handle (an empty string for a handle no longer held,
     /// which a caller holding a reference never sees).
     pub fn resolve(&self, handle: u32) -> Arc<str> {
-        self.read()
-            .slots
-            .get(handle as usize)
-            .and_then(|s| s.text.clone())
-            .unwrap_or_else(|| Arc::from(""))
+        self.read().text(handle)
     }
 
     /// The texts of `handles`, under one read of the table (a CVE list of a
     /// warning is up to ten IDs; a lock per ID was most of its cost).
     pub fn resolve_all(&self, handles: impl Iterator<Item = u32>) -> Vec<Arc<str>> {
         let t = self.read();
-        handles
-            .map(|h| {
-                t.slots
-                    .get(h as usize)
-                    .and_then(|s| s.text.clone())
-                    .unwrap_or_else(|| Arc::from(""))
-            })
-            .collect()
+        handles.map(|h| t.text(h)).collect()
     }
 
     /// One reference to `text`, interned whatever the bound (rules).
@@ -168,6 +157,14 @@ impl Interner {
 }
 
 impl Table {
+    /// The text of `handle` (empty for a handle no longer held).
+    fn text(&self, handle: u32) -> Arc<str> {
+        self.slots
+            .get(handle as usize)
+            .and_then(|s| s.text.clone())
+            .unwrap_or_else(|| Arc::from(""))
+    }
+
     fn acquire(&mut self, text: &str, always: bool) -> Option<u32> {
         if let Some(&h) = self.map.get(text) {
             if let Some(slot) = self.slots.get_mut(h as usize) {
