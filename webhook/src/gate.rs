@@ -12,7 +12,9 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder};
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::admission::{ContainerKind, GatedContainer, OwnerTrust, Review, Workload};
+use crate::admission::{
+    AdmissionError, ContainerKind, GatedContainer, OwnerTrust, Review, Workload,
+};
 use crate::engine::{
     Action, AdmissionDecision, AnswerOptions, Decision, EvalTime, Evidence, FailureActions,
     FailureClass, Judged, Subject, TargetEvidence, Verdict, Violation, aggregate_judged,
@@ -219,10 +221,25 @@ impl Gate {
     }
 
     /// Answers a review.
-    pub async fn review(&self, review: &Review) -> AdmissionDecision {
+    pub async fn review(&self, review: &Review<'_>) -> AdmissionDecision {
+        self.answer(review, self.workload(review)).await
+    }
+
+    /// What `review` asks to run. Read before [`answer`](Self::answer), so
+    /// that the server can drop the body (which the review's objects borrow
+    /// from) before waiting on registries.
+    pub fn workload(&self, review: &Review<'_>) -> Result<Option<Workload>, AdmissionError> {
+        review.request.workload(&self.owner_trust)
+    }
+
+    /// Answers a review whose workload was read by [`workload`](Self::workload).
+    pub async fn answer(
+        &self,
+        review: &Review<'_>,
+        workload: Result<Option<Workload>, AdmissionError>,
+    ) -> AdmissionDecision {
         let started = Instant::now();
-        let req = &review.request;
-        let workload = match req.workload(&self.owner_trust) {
+        let workload = match workload {
             Ok(Some(mut workload)) => {
                 let deadline = tokio::time::Instant::from_std(started + self.deadline);
                 self.verify_owner(&mut workload, deadline).await;
@@ -252,7 +269,7 @@ impl Gate {
         decision
     }
 
-    fn count(&self, review: &Review, decision: &AdmissionDecision, started: Instant) {
+    fn count(&self, review: &Review<'_>, decision: &AdmissionDecision, started: Instant) {
         let req = &review.request;
         self.metrics.admission(
             &req.kind.kind,
@@ -603,7 +620,7 @@ impl Gate {
     }
 
     /// Log line, metrics and Event for each audited or denied image.
-    fn trail(&self, review: &Review, judged: &Judgement<'_>, decision: &AdmissionDecision) {
+    fn trail(&self, review: &Review<'_>, judged: &Judgement<'_>, decision: &AdmissionDecision) {
         let w = judged.workload;
         let req = &review.request;
         let logged = tracing::enabled!(target: "portcullis::decision", tracing::Level::INFO);

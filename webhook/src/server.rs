@@ -158,8 +158,13 @@ pub async fn admission(state: AppState, req: Request<Incoming>) -> Response<Body
         Ok(r) => r,
         Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
     };
+    // The objects borrow from the body: read what they ask to run, then
+    // drop both before waiting on registries (a review held in flight keeps
+    // only its head).
+    let workload = state.gate.workload(&review);
+    let review = review.into_head();
     drop(body);
-    let decision = state.gate.review(&review).await;
+    let decision = state.gate.answer(&review, workload).await;
     let json =
         crate::admission::encode_response(&review.api_version, &review.request.uid, &decision);
     let mut resp = Response::new(Full::new(Bytes::from(json)));

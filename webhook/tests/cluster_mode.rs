@@ -135,9 +135,8 @@ async fn policies_come_from_reflectors_and_denials_publish_events() {
     let mut dep = support::kubectl(&["deployment", "web", "--image=nginx"], "shop");
     dep["spec"]["template"]["spec"]["containers"][0]["image"] =
         "Registry.Example.com/UPPER:1".into();
-    let review =
-        decode_review(&serde_json::to_vec(&support::review_for("CREATE", &dep, None)).unwrap())
-            .unwrap();
+    let body = serde_json::to_vec(&support::review_for("CREATE", &dep, None)).unwrap();
+    let review = decode_review(&body).unwrap();
     let resp = gate.review(&review).await;
     assert!(!resp.allowed);
     let message = resp.message.unwrap_or_default();
@@ -296,7 +295,8 @@ async fn owner_references_are_verified_and_invalid_rules_fail_closed() {
     );
     gate.owners = Some(OwnerVerifier::new(client, Duration::from_secs(30)));
 
-    // A Pod whose image cannot be read: only an exemption can admit it.
+    // A Pod whose image cannot be read: only an exemption can admit it (the
+    // review's body; the decoded review borrows from it).
     let pod = |user: &str, uid: &str, namespace: &str, image: &str| {
         let object = json!({
             "apiVersion": "v1", "kind": "Pod",
@@ -309,7 +309,7 @@ async fn owner_references_are_verified_and_invalid_rules_fail_closed() {
         });
         let mut review = support::review_for("CREATE", &object, None);
         review["request"]["userInfo"]["username"] = user.into();
-        decode_review(&serde_json::to_vec(&review).unwrap()).unwrap()
+        serde_json::to_vec(&review).unwrap()
     };
     let controller = "system:serviceaccount:kube-system:replicaset-controller";
     let drain = |requests: &mut mpsc::UnboundedReceiver<(String, String)>| {
@@ -325,7 +325,7 @@ async fn owner_references_are_verified_and_invalid_rules_fail_closed() {
 
     // The real owner, named by the ReplicaSet controller: exempt.
     let d = gate
-        .review(&pod(controller, "rs-1", "shop", "UPPER/Case:1"))
+        .review(&decode_review(&pod(controller, "rs-1", "shop", "UPPER/Case:1")).unwrap())
         .await;
     assert!(d.allowed, "{d:?}");
     assert_eq!(
@@ -335,21 +335,21 @@ async fn owner_references_are_verified_and_invalid_rules_fail_closed() {
     );
     // The owner's name with a made-up UID: judged as itself.
     let d = gate
-        .review(&pod(controller, "forged", "shop", "UPPER/Case:1"))
+        .review(&decode_review(&pod(controller, "forged", "shop", "UPPER/Case:1")).unwrap())
         .await;
     assert!(!d.allowed, "{d:?}");
     assert!(d.message.unwrap().ends_with("(reason InvalidReference)"));
     // The real name and UID, copied into a Pod a tenant creates: not even
     // looked up.
     let d = gate
-        .review(&pod("alice", "rs-1", "shop", "UPPER/Case:1"))
+        .review(&decode_review(&pod("alice", "rs-1", "shop", "UPPER/Case:1")).unwrap())
         .await;
     assert!(!d.allowed, "{d:?}");
     assert!(drain(&mut requests).is_empty());
 
     // The invalid Deny rule denies in its scope, saying why.
     let d = gate
-        .review(&pod("alice", "x", "payments", "10.0.0.1:5000/app:1"))
+        .review(&decode_review(&pod("alice", "x", "payments", "10.0.0.1:5000/app:1")).unwrap())
         .await;
     assert!(!d.allowed);
     let message = d.message.unwrap();

@@ -8,6 +8,7 @@
 //! admission. The object is decoded on its own, so a malformed pod spec is a
 //! denial with its path rather than an unreadable review.
 
+use std::borrow::{Borrow, Cow};
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
@@ -199,9 +200,9 @@ pub struct UserInfo {
     pub username: String,
 }
 
-/// The request part of a review.
+/// The request part of a review; its objects borrow from the body.
 #[derive(Debug)]
-pub struct Request {
+pub struct Request<'b> {
     /// `request.uid`, echoed in the response.
     pub uid: String,
     /// The object's kind.
@@ -218,20 +219,20 @@ pub struct Request {
     pub user: UserInfo,
     /// `dryRun`.
     pub dry_run: bool,
-    object: Option<ObjectJson>,
-    old_object: Option<ObjectJson>,
+    object: Option<ObjectJson<'b>>,
+    old_object: Option<ObjectJson<'b>>,
 }
 
 /// `object` / `oldObject`: read in the review's pass when it has the shape
 /// gating expects, else kept raw and read on its own by
 /// [`Request::workload`], so that a malformed pod spec is a denial naming
 /// its path rather than an unreadable review.
-enum ObjectJson {
-    Decoded(Box<ObjectIn>),
-    Raw(Box<RawValue>),
+enum ObjectJson<'b> {
+    Decoded(Box<ObjectIn<'b>>),
+    Raw(&'b RawValue),
 }
 
-impl std::fmt::Debug for ObjectJson {
+impl std::fmt::Debug for ObjectJson<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ObjectJson::Decoded(_) => f.write_str("Decoded(..)"),
@@ -240,13 +241,13 @@ impl std::fmt::Debug for ObjectJson {
     }
 }
 
-/// A decoded AdmissionReview.
+/// A decoded AdmissionReview, borrowing from the body it was read from.
 #[derive(Debug)]
-pub struct Review {
+pub struct Review<'b> {
     /// `admission.k8s.io/v1` or `admission.k8s.io/v1beta1`; the answer uses the same.
     pub api_version: String,
     /// The request.
-    pub request: Request,
+    pub request: Request<'b>,
 }
 
 #[derive(Deserialize)]
@@ -300,23 +301,23 @@ struct RequestIn<O> {
 /// An object read in the review's pass. Only a JSON object (or `null`, as
 /// `None`) is accepted: the derived `Deserialize` of a struct would also take
 /// an array of its fields, which the two-pass path refuses.
-struct DecodedObject(Box<ObjectIn>);
+struct DecodedObject<'b>(Box<ObjectIn<'b>>);
 
-impl<'de> Deserialize<'de> for DecodedObject {
+impl<'de: 'b, 'b> Deserialize<'de> for DecodedObject<'b> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = DecodedObject;
+        struct Visit<'b>(std::marker::PhantomData<&'b ()>);
+        impl<'de: 'b, 'b> serde::de::Visitor<'de> for Visit<'b> {
+            type Value = DecodedObject<'b>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("an object")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 mut map: A,
-            ) -> Result<DecodedObject, A::Error> {
+            ) -> Result<DecodedObject<'b>, A::Error> {
                 let mut object = ObjectIn::default();
                 let (mut metadata, mut spec) = (false, false);
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                while let Some(key) = map.next_key::<Text<'de>>()? {
                     match &*key {
                         // Duplicates are refused, as the derived decoder does.
                         "metadata" if !metadata => {
@@ -329,7 +330,8 @@ impl<'de> Deserialize<'de> for DecodedObject {
                         }
                         "metadata" | "spec" => {
                             return Err(serde::de::Error::custom(format_args!(
-                                "duplicate field `{key}`"
+                                "duplicate field `{}`",
+                                &*key
                             )));
                         }
                         _ => {
@@ -340,7 +342,30 @@ impl<'de> Deserialize<'de> for DecodedObject {
                 Ok(DecodedObject(Box::new(object)))
             }
         }
-        d.deserialize_map(Visit)
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
+
+impl Review<'_> {
+    /// The review without its objects (read them first with
+    /// [`Request::workload`]), no longer borrowing from the body.
+    pub fn into_head(self) -> Review<'static> {
+        let r = self.request;
+        Review {
+            api_version: self.api_version,
+            request: Request {
+                uid: r.uid,
+                kind: r.kind,
+                sub_resource: r.sub_resource,
+                name: r.name,
+                namespace: r.namespace,
+                operation: r.operation,
+                user: r.user,
+                dry_run: r.dry_run,
+                object: None,
+                old_object: None,
+            },
+        }
     }
 }
 
@@ -360,7 +385,7 @@ fn wrong_type(api_version: &str, kind: &str) -> ReviewError {
 }
 
 /// Decodes an AdmissionReview body.
-pub fn decode_review(body: &[u8]) -> Result<Review, ReviewError> {
+pub fn decode_review(body: &[u8]) -> Result<Review<'_>, ReviewError> {
     // One pass over the body, objects included: decoding was the largest
     // user-space cost of a warm admission, and the object is most of the
     // body. A body that does not decode that way (a malformed or unexpected
@@ -374,7 +399,9 @@ pub fn decode_review(body: &[u8]) -> Result<Review, ReviewError> {
     };
     match serde_json::from_str::<ReviewIn<DecodedObject>>(text) {
         Ok(review) if is_review_type(&review.api_version, &review.kind) => {
-            let decoded = |o: Option<DecodedObject>| o.map(|o| ObjectJson::Decoded(o.0));
+            fn decoded(o: Option<DecodedObject<'_>>) -> Option<ObjectJson<'_>> {
+                o.map(|o| ObjectJson::Decoded(o.0))
+            }
             let r = review.request.ok_or(ReviewError::NoRequest)?;
             Ok(request_of(review.api_version, r, decoded))
         }
@@ -385,8 +412,8 @@ pub fn decode_review(body: &[u8]) -> Result<Review, ReviewError> {
 /// [`decode_review`] with the objects kept raw, to be read on their own by
 /// [`Request::workload`]. Public for the differential fuzz target only.
 #[doc(hidden)]
-pub fn decode_review_in_two_passes(body: &[u8]) -> Result<Review, ReviewError> {
-    let review: Result<ReviewIn<Box<RawValue>>, _> = serde_json::from_slice(body);
+pub fn decode_review_in_two_passes<'b>(body: &'b [u8]) -> Result<Review<'b>, ReviewError> {
+    let review: Result<ReviewIn<&RawValue>, _> = serde_json::from_slice(body);
     let review = match review {
         Ok(r) => r,
         Err(e) => {
@@ -410,16 +437,15 @@ pub fn decode_review_in_two_passes(body: &[u8]) -> Result<Review, ReviewError> {
             ));
         }
     }
-    let raw =
-        |o: Option<Box<RawValue>>| o.filter(|r| r.get().trim() != "null").map(ObjectJson::Raw);
+    let raw = |o: Option<&'b RawValue>| o.filter(|r| r.get().trim() != "null").map(ObjectJson::Raw);
     Ok(request_of(review.api_version, r, raw))
 }
 
-fn request_of<O>(
+fn request_of<'b, O>(
     api_version: String,
     r: RequestIn<O>,
-    object: impl Fn(Option<O>) -> Option<ObjectJson>,
-) -> Review {
+    object: impl Fn(Option<O>) -> Option<ObjectJson<'b>>,
+) -> Review<'b> {
     Review {
         api_version,
         request: Request {
@@ -507,134 +533,180 @@ pub const GATED_KINDS: &[&str] = &[
     "ReplicationController",
 ];
 
+/// A JSON string of the object, borrowed from the body unless it has
+/// escapes. Hand-written because serde's own `Cow<str>` always copies except
+/// in a field marked `borrow`, which does not reach into `Option`, `Vec` or
+/// map entries, where most of these strings sit.
+#[derive(Default, PartialEq, Eq, PartialOrd, Ord)]
+struct Text<'b>(Cow<'b, str>);
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+// Orders as `str` does (the derived order of `Cow<str>`), so labels can be
+// looked up by `&str`.
+impl Borrow<str> for Text<'_> {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'b, 'b> Deserialize<'de> for Text<'b> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'b>(std::marker::PhantomData<&'b ()>);
+        impl<'de: 'b, 'b> serde::de::Visitor<'de> for Visit<'b> {
+            type Value = Text<'b>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Text<'b>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text<'b>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Text<'b>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(Visit(std::marker::PhantomData))
+    }
+}
+
+type Labels<'b> = BTreeMap<Text<'b>, Text<'b>>;
+
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ObjectIn {
-    #[serde(default)]
-    metadata: MetaIn,
-    #[serde(default)]
-    spec: Option<SpecIn>,
+struct ObjectIn<'b> {
+    #[serde(default, borrow)]
+    metadata: MetaIn<'b>,
+    #[serde(default, borrow)]
+    spec: Option<SpecIn<'b>>,
 }
 
 /// A Pod spec and a workload spec in one: their fields do not overlap, so one
 /// pass reads either (`template` for workloads, `jobTemplate` for CronJobs).
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct SpecIn {
-    #[serde(default)]
-    template: Option<TemplateIn>,
-    #[serde(default)]
-    job_template: Option<JobTemplateIn>,
-    #[serde(default)]
-    containers: Option<Vec<ContainerIn>>,
-    #[serde(default)]
-    init_containers: Vec<ContainerIn>,
-    #[serde(default)]
-    ephemeral_containers: Vec<ContainerIn>,
-    #[serde(default)]
-    volumes: Vec<VolumeIn>,
-    #[serde(default)]
-    image_pull_secrets: Vec<NameRef>,
-    #[serde(default)]
-    service_account_name: Option<String>,
+struct SpecIn<'b> {
+    #[serde(default, borrow)]
+    template: Option<TemplateIn<'b>>,
+    #[serde(default, borrow)]
+    job_template: Option<JobTemplateIn<'b>>,
+    #[serde(default, borrow)]
+    containers: Option<Vec<ContainerIn<'b>>>,
+    #[serde(default, borrow)]
+    init_containers: Vec<ContainerIn<'b>>,
+    #[serde(default, borrow)]
+    ephemeral_containers: Vec<ContainerIn<'b>>,
+    #[serde(default, borrow)]
+    volumes: Vec<VolumeIn<'b>>,
+    #[serde(default, borrow)]
+    image_pull_secrets: Vec<NameRef<'b>>,
+    #[serde(default, borrow)]
+    service_account_name: Option<Text<'b>>,
 }
 
 #[derive(Default, Deserialize)]
-struct JobTemplateIn {
-    #[serde(default)]
-    spec: Option<JobSpecIn>,
+struct JobTemplateIn<'b> {
+    #[serde(default, borrow)]
+    spec: Option<JobSpecIn<'b>>,
 }
 
 #[derive(Default, Deserialize)]
-struct JobSpecIn {
-    #[serde(default)]
-    template: Option<TemplateIn>,
+struct JobSpecIn<'b> {
+    #[serde(default, borrow)]
+    template: Option<TemplateIn<'b>>,
 }
 
 #[derive(Default, Deserialize)]
-struct TemplateIn {
-    #[serde(default)]
-    metadata: MetaIn,
-    #[serde(default)]
-    spec: Option<PodSpecIn>,
-}
-
-#[derive(Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PodSpecIn {
-    #[serde(default)]
-    containers: Option<Vec<ContainerIn>>,
-    #[serde(default)]
-    init_containers: Vec<ContainerIn>,
-    #[serde(default)]
-    ephemeral_containers: Vec<ContainerIn>,
-    #[serde(default)]
-    volumes: Vec<VolumeIn>,
-    #[serde(default)]
-    image_pull_secrets: Vec<NameRef>,
-    #[serde(default)]
-    service_account_name: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ContainerIn {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    image: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct VolumeIn {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    image: Option<ImageVolumeIn>,
-}
-
-#[derive(Deserialize)]
-struct ImageVolumeIn {
-    #[serde(default)]
-    reference: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct NameRef {
-    #[serde(default)]
-    name: String,
+struct TemplateIn<'b> {
+    #[serde(default, borrow)]
+    metadata: MetaIn<'b>,
+    #[serde(default, borrow)]
+    spec: Option<PodSpecIn<'b>>,
 }
 
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct MetaIn {
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    generate_name: Option<String>,
-    #[serde(default)]
-    namespace: Option<String>,
-    #[serde(default)]
-    owner_references: Vec<OwnerIn>,
+struct PodSpecIn<'b> {
+    #[serde(default, borrow)]
+    containers: Option<Vec<ContainerIn<'b>>>,
+    #[serde(default, borrow)]
+    init_containers: Vec<ContainerIn<'b>>,
+    #[serde(default, borrow)]
+    ephemeral_containers: Vec<ContainerIn<'b>>,
+    #[serde(default, borrow)]
+    volumes: Vec<VolumeIn<'b>>,
+    #[serde(default, borrow)]
+    image_pull_secrets: Vec<NameRef<'b>>,
+    #[serde(default, borrow)]
+    service_account_name: Option<Text<'b>>,
+}
+
+#[derive(Deserialize)]
+struct ContainerIn<'b> {
+    #[serde(default, borrow)]
+    name: Text<'b>,
+    #[serde(default, borrow)]
+    image: Option<Text<'b>>,
+}
+
+#[derive(Deserialize)]
+struct VolumeIn<'b> {
+    #[serde(default, borrow)]
+    name: Text<'b>,
+    #[serde(default, borrow)]
+    image: Option<ImageVolumeIn<'b>>,
+}
+
+#[derive(Deserialize)]
+struct ImageVolumeIn<'b> {
+    #[serde(default, borrow)]
+    reference: Option<Text<'b>>,
+}
+
+#[derive(Deserialize)]
+struct NameRef<'b> {
+    #[serde(default, borrow)]
+    name: Text<'b>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MetaIn<'b> {
+    #[serde(default, borrow)]
+    labels: Labels<'b>,
+    #[serde(default, borrow)]
+    name: Option<Text<'b>>,
+    #[serde(default, borrow)]
+    generate_name: Option<Text<'b>>,
+    #[serde(default, borrow)]
+    namespace: Option<Text<'b>>,
+    #[serde(default, borrow)]
+    owner_references: Vec<OwnerIn<'b>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct OwnerIn {
-    #[serde(default)]
-    api_version: String,
-    #[serde(default)]
-    kind: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    uid: String,
+struct OwnerIn<'b> {
+    #[serde(default, borrow)]
+    api_version: Text<'b>,
+    #[serde(default, borrow)]
+    kind: Text<'b>,
+    #[serde(default, borrow)]
+    name: Text<'b>,
+    #[serde(default, borrow)]
+    uid: Text<'b>,
     #[serde(default)]
     controller: Option<bool>,
 }
 
-impl Request {
+impl Request<'_> {
     /// The workload of this request, or `None` when its kind or operation is
     /// not gated. Owner references count only when `trust` names the requester.
     pub fn workload(&self, trust: &OwnerTrust) -> Result<Option<Workload>, AdmissionError> {
@@ -660,7 +732,7 @@ impl Request {
             message,
         };
         let read;
-        let object: &ObjectIn = match object {
+        let object: &ObjectIn<'_> = match object {
             ObjectJson::Decoded(o) => o,
             ObjectJson::Raw(raw) => {
                 read = serde_json::from_str::<ObjectIn>(raw.get())
@@ -671,17 +743,21 @@ impl Request {
         let name = object
             .metadata
             .name
-            .clone()
+            .as_deref()
             .filter(|n| !n.is_empty())
-            .or_else(|| object.metadata.generate_name.clone())
-            .unwrap_or_else(|| self.name.clone());
+            .or(object.metadata.generate_name.as_deref())
+            .map_or_else(|| self.name.clone(), str::to_owned);
         let (template_labels, spec) = pod_spec(object.spec.as_ref(), kind)
             .ok_or_else(|| malformed(&name, "missing".into()))?;
         let labels = if kind == "Pod" {
-            object.metadata.labels.clone()
+            &object.metadata.labels
         } else {
-            template_labels.clone()
+            template_labels
         };
+        let labels: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         // On UPDATE, images the old object already had are not gated again;
         // an old object that does not read gates every image.
         let old_read;
@@ -705,10 +781,10 @@ impl Request {
             .or_else(|| owners.first());
         let trusted = trust.controllers.contains(&self.user.username);
         let owner = claimed.filter(|_| trusted).map(|o| OwnerClaim {
-            api_version: o.api_version.clone(),
-            kind: o.kind.clone(),
-            name: o.name.clone(),
-            uid: o.uid.clone(),
+            api_version: o.api_version.to_string(),
+            kind: o.kind.to_string(),
+            name: o.name.to_string(),
+            uid: o.uid.to_string(),
         });
         let workload = match (&owner, kind) {
             (Some(o), "Pod") => Some(owning_workload(o, &labels)),
@@ -721,7 +797,7 @@ impl Request {
             namespace: self
                 .namespace
                 .clone()
-                .or_else(|| object.metadata.namespace.clone())
+                .or_else(|| object.metadata.namespace.as_deref().map(str::to_owned))
                 .unwrap_or_default(),
             pod_name: (kind == "Pod").then(|| name.clone()),
             name,
@@ -734,7 +810,7 @@ impl Request {
                 .image_pull_secrets
                 .iter()
                 .filter(|r| !r.name.is_empty())
-                .map(|r| r.name.clone())
+                .map(|r| r.name.to_string())
                 .collect(),
             service_account: spec
                 .service_account_name
@@ -746,7 +822,7 @@ impl Request {
 }
 
 /// The images of an UPDATE's old object (those not changed are not gated again).
-fn old_images<'o>(old: Option<&'o ObjectIn>, kind: &str) -> BTreeSet<&'o str> {
+fn old_images<'o>(old: Option<&'o ObjectIn<'_>>, kind: &str) -> BTreeSet<&'o str> {
     old.and_then(|o| pod_spec(o.spec.as_ref(), kind))
         .map(|(_, s)| s.images().collect())
         .unwrap_or_default()
@@ -755,21 +831,21 @@ fn old_images<'o>(old: Option<&'o ObjectIn>, kind: &str) -> BTreeSet<&'o str> {
 /// The parts of a pod spec gating reads, borrowed from a Pod's spec or a
 /// template's.
 struct PodSpecView<'o> {
-    containers: &'o [ContainerIn],
-    init_containers: &'o [ContainerIn],
-    ephemeral_containers: &'o [ContainerIn],
-    volumes: &'o [VolumeIn],
-    image_pull_secrets: &'o [NameRef],
+    containers: &'o [ContainerIn<'o>],
+    init_containers: &'o [ContainerIn<'o>],
+    ephemeral_containers: &'o [ContainerIn<'o>],
+    volumes: &'o [VolumeIn<'o>],
+    image_pull_secrets: &'o [NameRef<'o>],
     service_account_name: Option<&'o str>,
 }
 
-static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+static NO_LABELS: Labels<'static> = BTreeMap::new();
 
 /// The pod spec (and the template's labels) of a kind's object.
 fn pod_spec<'o>(
-    spec: Option<&'o SpecIn>,
+    spec: Option<&'o SpecIn<'_>>,
     kind: &str,
-) -> Option<(&'o BTreeMap<String, String>, PodSpecView<'o>)> {
+) -> Option<(&'o Labels<'o>, PodSpecView<'o>)> {
     let spec = spec?;
     let template = match kind {
         "Pod" => {
@@ -810,9 +886,7 @@ fn pod_spec<'o>(
 
 impl<'o> PodSpecView<'o> {
     /// Each image with its name and list, in the order the kubelet pulls.
-    fn entries(
-        &self,
-    ) -> impl Iterator<Item = (std::borrow::Cow<'o, str>, &'o str, ContainerKind)> + '_ {
+    fn entries(&self) -> impl Iterator<Item = (Cow<'o, str>, &'o str, ContainerKind)> + '_ {
         let lists = [
             (self.init_containers, ContainerKind::Init),
             (self.containers, ContainerKind::Container),
@@ -822,13 +896,13 @@ impl<'o> PodSpecView<'o> {
             list.iter().filter_map(move |c| {
                 c.image
                     .as_deref()
-                    .map(|image| (std::borrow::Cow::Borrowed(c.name.as_str()), image, kind))
+                    .map(|image| (Cow::Borrowed(&*c.name), image, kind))
             })
         });
         let volumes = self.volumes.iter().filter_map(|v| {
             let reference = v.image.as_ref()?.reference.as_deref()?;
             Some((
-                std::borrow::Cow::Owned(format!("volume:{}", v.name)),
+                Cow::Owned(format!("volume:{}", &*v.name)),
                 reference,
                 ContainerKind::ImageVolume,
             ))
@@ -869,22 +943,20 @@ fn owning_workload(owner: &OwnerClaim, labels: &BTreeMap<String, String>) -> Str
 mod tests {
     use super::*;
 
-    fn review(object: &str, username: &str) -> Review {
+    /// The workload of a Pod CREATE by `username`.
+    fn workload(object: &str, username: &str, trust: &OwnerTrust) -> Workload {
         let body = format!(
             r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"uid":"u1","kind":{{"group":"","version":"v1","kind":"Pod"}},"resource":{{"group":"","version":"v1","resource":"pods"}},"name":"p","namespace":"team","operation":"CREATE","userInfo":{{"username":"{username}"}},"object":{object}}}}}"#
         );
-        decode_review(body.as_bytes()).unwrap()
+        let review = decode_review(body.as_bytes()).unwrap();
+        review.request.workload(trust).unwrap().unwrap()
     }
 
     const OWNED_POD: &str = r#"{"metadata":{"name":"web-7d9f-abcde","labels":{"pod-template-hash":"7d9f"},"ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"web-7d9f","uid":"rs-uid","controller":true}]},"spec":{"containers":[{"name":"c","image":"nginx"}],"volumes":[{"name":"models","image":{"reference":"registry.example.com/models:1"}},{"name":"tmp","emptyDir":{}}]}}"#;
 
     #[test]
     fn image_volumes_are_gated_as_volume_containers() {
-        let w = review(OWNED_POD, "x")
-            .request
-            .workload(&OwnerTrust::default())
-            .unwrap()
-            .unwrap();
+        let w = workload(OWNED_POD, "x", &OwnerTrust::default());
         let images: Vec<(&str, &str, ContainerKind)> = w
             .containers
             .iter()
@@ -906,32 +978,56 @@ mod tests {
     #[test]
     fn owner_references_count_only_from_a_trusted_controller() {
         let trust = OwnerTrust::default();
-        let w = review(
+        let w = workload(
             OWNED_POD,
             "system:serviceaccount:kube-system:replicaset-controller",
-        )
-        .request
-        .workload(&trust)
-        .unwrap()
-        .unwrap();
+            &trust,
+        );
         assert_eq!(w.workload.as_deref(), Some("web"));
         assert_eq!(w.owner.as_ref().map(|o| o.uid.as_str()), Some("rs-uid"));
         assert!(!w.owner_ignored);
         // The same Pod written by a tenant is judged as itself.
-        let w = review(OWNED_POD, "alice")
-            .request
-            .workload(&trust)
-            .unwrap()
-            .unwrap();
+        let w = workload(OWNED_POD, "alice", &trust);
         assert_eq!(w.workload, None);
         assert_eq!(w.owner, None);
         assert!(w.owner_ignored);
     }
 
+    #[test]
+    fn escaped_strings_are_read_unescaped() {
+        // Strings are borrowed from the body unless they carry escapes: an
+        // escaped image must be gated as the image it spells, not as its
+        // escape sequence nor skipped.
+        let pod = r#"{"metadata":{"name":"w\u0065b","labels":{"\u0061pp":"w\"eb","plain":"x"}},"spec":{"containers":[{"name":"c\u0031","image":"registry.example.com/ng\u0069nx:1"},{"name":"c2","image":"docker.io/library/redis:7"}],"volumes":[{"name":"v\/1","image":{"reference":"registry.example.com\/models:1"}}],"serviceAccountName":"b\u0075ild"}}"#;
+        let w = workload(pod, "x", &OwnerTrust::default());
+        assert_eq!(w.name, "web");
+        assert_eq!(w.service_account, "build");
+        assert_eq!(
+            w.labels.iter().collect::<Vec<_>>(),
+            [
+                (&"app".to_owned(), &"w\"eb".to_owned()),
+                (&"plain".to_owned(), &"x".to_owned())
+            ]
+        );
+        let images: Vec<(&str, &str)> = w
+            .containers
+            .iter()
+            .map(|c| (c.name.as_str(), c.image.as_str()))
+            .collect();
+        assert_eq!(
+            images,
+            [
+                ("c1", "registry.example.com/nginx:1"),
+                ("c2", "docker.io/library/redis:7"),
+                ("volume:v/1", "registry.example.com/models:1"),
+            ]
+        );
+    }
+
     /// What a body decodes to, by `decode`: the review's error, or the
     /// workload's outcome under the default trust and trusting the requester.
     fn outcome(
-        decode: fn(&[u8]) -> Result<Review, ReviewError>,
+        decode: fn(&[u8]) -> Result<Review<'_>, ReviewError>,
         body: &[u8],
     ) -> Result<Vec<Result<Option<Workload>, AdmissionError>>, ReviewError> {
         let review = decode(body)?;

@@ -5,7 +5,7 @@
 mod common;
 
 use portcullis_core::admission::{
-    ContainerKind, OwnerTrust, Review, ReviewError, Workload, decode_review,
+    AdmissionError, ContainerKind, OwnerTrust, ReviewError, Workload, decode_review,
 };
 use serde_json::Value;
 
@@ -21,14 +21,14 @@ fn fixture_json(name: &str) -> Value {
     value
 }
 
-fn review_of(value: &Value) -> Review {
-    decode_review(&serde_json::to_vec(value).unwrap()).unwrap()
+/// What the review `value` asks to run, under `trust`.
+fn workload_of(value: &Value, trust: &OwnerTrust) -> Result<Option<Workload>, AdmissionError> {
+    let body = serde_json::to_vec(value).unwrap();
+    decode_review(&body).unwrap().request.workload(trust)
 }
 
 fn gated_value(value: &Value) -> Workload {
-    review_of(value)
-        .request
-        .workload(&OwnerTrust::default())
+    workload_of(value, &OwnerTrust::default())
         .unwrap()
         .expect("gated kind")
 }
@@ -83,7 +83,7 @@ fn the_same_pod_from_a_tenant_is_judged_as_itself() {
     let trust = OwnerTrust {
         controllers: ["alice@example.com".to_owned()].into(),
     };
-    let w = review_of(&value).request.workload(&trust).unwrap().unwrap();
+    let w = workload_of(&value, &trust).unwrap().unwrap();
     assert_eq!(w.workload.as_deref(), Some("charlie-deployment"));
 }
 
@@ -169,23 +169,21 @@ fn other_kinds_groups_and_operations_are_not_gated() {
     let trust = OwnerTrust::default();
     let mut value = fixture_json("whorf-request-deployment.json");
     value["request"]["kind"]["kind"] = "ConfigMap".into();
-    assert_eq!(review_of(&value).request.workload(&trust), Ok(None));
+    assert_eq!(workload_of(&value, &trust), Ok(None));
     // A custom resource that happens to be called Deployment is not one.
     let mut value = fixture_json("whorf-request-deployment.json");
     value["request"]["kind"]["group"] = "example.com".into();
-    assert_eq!(review_of(&value).request.workload(&trust), Ok(None));
+    assert_eq!(workload_of(&value, &trust), Ok(None));
     let mut value = fixture_json("whorf-request-deployment.json");
     value["request"]["subResource"] = "scale".into();
-    assert_eq!(review_of(&value).request.workload(&trust), Ok(None));
+    assert_eq!(workload_of(&value, &trust), Ok(None));
 }
 
 #[test]
 fn a_malformed_pod_spec_is_a_clear_error() {
     let mut value = fixture_json("whorf-request-deployment.json");
     value["request"]["object"]["spec"]["template"]["spec"]["containers"] = "nginx".into();
-    let err = review_of(&value)
-        .request
-        .workload(&OwnerTrust::default())
+    let err = workload_of(&value, &OwnerTrust::default())
         .unwrap_err()
         .to_string();
     assert!(
